@@ -1,0 +1,20 @@
+"""Repository-level pytest configuration.
+
+In this repository, `pytest --speedrun-suite=...` runs the benchmark only: the unit tests under tests/ are
+not collected unless named on the command line. Plain `pytest` runs the unit tests (and collects the tiny
+suite's items, skipped without --speedrun-agent).
+"""
+
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).parent / "tests"
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    if collection_path == TESTS and config.getoption("speedrun_suite"):
+        explicit = any(Path(a.split("::")[0]).resolve().is_relative_to(TESTS) for a in config.invocation_params.args
+                       if not a.startswith("-"))
+        return None if explicit else True
+    return None

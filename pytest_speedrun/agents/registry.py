@@ -1,0 +1,51 @@
+"""Resolve `--speedrun-agent=NAME[:ARG]` to an agent.
+
+Sources, in order: factories passed by the caller (the plugin passes what the `pytest_speedrun_make_agent`
+hook returned), the built-ins, then the `pytest_speedrun.agents` entry-point group, whose entries name a
+callable `factory(arg: str | None) -> Agent`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib.metadata import entry_points
+
+from ..errors import UsageError
+from .base import Agent
+from .command import CommandAgent
+from .static import BaselineAgent, OracleAgent
+
+ENTRY_POINT_GROUP = "pytest_speedrun.agents"
+Factory = Callable[[str | None], Agent]
+
+BUILTINS: dict[str, Factory] = {
+    "baseline": lambda arg: BaselineAgent(),
+    "oracle": lambda arg: OracleAgent(),
+    "command": lambda arg: CommandAgent(arg or ""),
+}
+
+
+def _entry_point_factories() -> dict[str, Factory]:
+    return {ep.name: ep.load() for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def available_agents(extra: dict[str, Factory] | None = None) -> list[str]:
+    names = set(BUILTINS) | {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)} | set(extra or {})
+    return sorted(f"{n}:<shell command>" if n == "command" else n for n in names)
+
+
+def make_agent(spec: str, extra: dict[str, Factory] | None = None) -> Agent:
+    """Build the agent named by `spec`; raise UsageError listing the available agents if unknown."""
+    name, sep, arg = spec.partition(":")
+    factories = dict(BUILTINS)
+    if name not in factories and name not in (extra or {}):
+        factories.update(_entry_point_factories())
+    factories.update(extra or {})
+    if name not in factories:
+        raise UsageError(f"--speedrun-agent={spec}: unknown agent {name!r}; available: "
+                         f"{', '.join(available_agents(extra))}")
+    agent = factories[name](arg if sep else None)
+    if not isinstance(agent, Agent):
+        raise UsageError(f"--speedrun-agent={spec}: factory returned {type(agent).__name__}, which has no "
+                         "'name' attribute and 'solve(ctx)' method")
+    return agent

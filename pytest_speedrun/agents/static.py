@@ -1,0 +1,27 @@
+"""Offline reference agents: `baseline` (no change) and `oracle` (the human answer)."""
+
+from __future__ import annotations
+
+from ..errors import AgentError
+from .base import AgentContext, Solution
+
+
+class BaselineAgent:
+    """Returns the start script unchanged: a valid run with FSR ≈ 0, the floor of the scale."""
+
+    name = "baseline"
+
+    def solve(self, ctx: AgentContext) -> Solution:
+        return Solution(script=ctx.start_script)
+
+
+class OracleAgent:
+    """Returns the target record's script: FSR ≈ 1, the ceiling of the scale and a harness self-check."""
+
+    name = "oracle"
+
+    def solve(self, ctx: AgentContext) -> Solution:
+        ref = ctx.task.target.script
+        if ref.path is None:
+            raise AgentError(f"task {ctx.task.id}: the target script {ref.describe()} is not available locally")
+        return Solution(script=ref.path.read_text(encoding="utf-8"))

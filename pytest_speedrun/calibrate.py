@@ -1,0 +1,138 @@
+"""Measure reference times (t_i, t_{i+1}) on this machine, cached by a hardware/software fingerprint.
+
+CPU speed varies between machines, so the tiny suite's reference times cannot be constants. The harness runs
+the start and target record scripts here, under exactly the settings items use, and caches the median
+train_time per (fingerprint, script hash, dataset, launch settings). Each entry is its own JSON file guarded by
+its own lock, so xdist workers measuring different records proceed in parallel and never measure one twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from filelock import FileLock
+
+from .errors import CalibrationError
+from .harness import SCRIPT_NAME, Reference, RunSettings, execute_script
+from .results import write_atomic
+from .tasks import ScriptRef, Task
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _dist_version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "absent"
+
+
+def fingerprint(threads: int | None, nproc: int, python: str = sys.executable) -> dict[str, str]:
+    """What reference times depend on. torch's version comes from package metadata: no torch import here."""
+    return {
+        "machine": platform.machine(),
+        "cpu": _cpu_model(),
+        "cores": str(os.cpu_count()),
+        "system": platform.system(),
+        "python": python if python != sys.executable else platform.python_version(),
+        "torch": _dist_version("torch"),
+        "threads": str(threads),
+        "nproc": str(nproc),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+    }
+
+
+def fingerprint_id(fp: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Calibrator:
+    cache_dir: Path
+    settings: RunSettings
+    runs: int = 1
+    force_before: float | None = None  # re-measure entries measured before this time (--speedrun-calibrate)
+
+    def measure(self, task: Task, ref: ScriptRef) -> tuple[float, str]:
+        """Median train_time (ms) of `ref` on this machine and the fingerprint id; cached."""
+        if ref.path is None:
+            raise CalibrationError(f"task {task.id}: cannot calibrate {ref.describe()}: script not available locally")
+        nproc = self.settings.nproc or task.launch.nproc_per_node
+        fp = fingerprint(self.settings.threads, nproc, self.settings.python)
+        fid = fingerprint_id(fp)
+        key_src = json.dumps({"fp": fid, "script": _sha256(ref.path), "data": self.settings.dataset.root.name,
+                              "val_tokens": self.settings.dataset.val_tokens, "env": task.launch.env,
+                              "target": task.target_val_loss}, sort_keys=True)
+        key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
+        root = self.cache_dir / "calibration"
+        root.mkdir(parents=True, exist_ok=True)
+        entry_path = root / f"{key}.json"
+        with FileLock(str(root / f"{key}.lock")):
+            entry = self._load(entry_path)
+            if entry is None:
+                entry = self._run(task, ref, root / key, fp, fid)
+                write_atomic(entry_path, json.dumps(entry, indent=2, sort_keys=True) + "\n")
+        return float(entry["train_time_ms"]), fid
+
+    def _load(self, path: Path) -> dict | None:
+        try:
+            entry = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if self.force_before is not None and entry.get("measured_at", 0) < self.force_before:
+            return None
+        if len(entry.get("train_times_ms", [])) < self.runs:
+            return None
+        return entry
+
+    def _run(self, task: Task, ref: ScriptRef, work: Path, fp: dict, fid: str) -> dict:
+        assert ref.path is not None
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        script = work / SCRIPT_NAME
+        shutil.copyfile(ref.path, script)
+        times, losses = [], []
+        for i in range(self.runs):
+            ex = execute_script(script, task, self.settings, seed=i, log_path=work / f"run{i}.log")
+            if not ex.verdict.passed or ex.metrics is None:
+                raise CalibrationError(
+                    f"calibrating {ref.path.name} for {task.id} failed: {ex.verdict.status} "
+                    f"({'; '.join(ex.verdict.reasons)}); log: {work / f'run{i}.log'}")
+            times.append(ex.metrics.train_time_ms)
+            losses.append(ex.metrics.val_loss)
+        return {"train_time_ms": statistics.median(times), "train_times_ms": times, "val_losses": losses,
+                "script": str(ref.path), "fingerprint": fp, "fingerprint_id": fid, "measured_at": time.time()}
+
+    def reference(self, task: Task) -> Reference:
+        """t_i and t_{i+1} for `task`: calibrated here, or the manifest's figures."""
+        if task.reference != "calibrate":
+            return Reference(task.start.train_time_ms, task.target.train_time_ms, "manifest")
+        t_start, fid = self.measure(task, task.start.script)
+        t_target, _ = self.measure(task, task.target.script)
+        if t_target >= t_start:
+            raise CalibrationError(
+                f"task {task.id}: on this machine the target record took {t_target:.0f} ms, not less than the start "
+                f"record's {t_start:.0f} ms, so FSR is undefined; re-measure with --speedrun-calibrate")
+        return Reference(t_start, t_target, f"calibrated:{fid}")

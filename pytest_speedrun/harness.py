@@ -1,0 +1,183 @@
+"""Orchestrate one benchmark item end to end, without pytest.
+
+workspace → agent → run → parse → judge → score → record. The plugin only wires pytest to `run_item` and
+turns the returned `ItemResult` into an assertion, user_properties and a summary row.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import __version__, integrity, metrics, results, runner
+from .agents.base import Agent, AgentContext
+from .data import Dataset
+from .errors import AgentError, MetricsError, SpeedrunError
+from .hints import hint_text, regime_label
+from .integrity import Verdict
+from .scoring import Score, score
+from .tasks import Task
+
+SCRIPT_NAME = "train_gpt2.py"  # the name the real records use; agents see this file in their workspace
+
+
+@dataclass(frozen=True)
+class Execution:
+    """One script run under the harness, judged."""
+
+    outcome: runner.RunOutcome
+    metrics: metrics.Metrics | None
+    verdict: Verdict
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How runs are launched on this machine (shared by items and calibration)."""
+
+    dataset: Dataset
+    threads: int | None
+    python: str = sys.executable
+    timeout_s: float | None = None  # None: the task's launch.timeout_s
+    nproc: int | None = None  # None: the task's launch.nproc_per_node
+
+
+def execute_script(script: Path, task: Task, settings: RunSettings, seed: int, log_path: Path) -> Execution:
+    """Run `script` (in its own directory) under the env contract and judge the result."""
+    timeout = settings.timeout_s or task.launch.timeout_s
+    env = runner.contract_env(
+        train_glob=settings.dataset.train_glob, val_glob=settings.dataset.val_glob,
+        val_tokens=settings.dataset.val_tokens, task_env=task.launch.env, seed=seed, threads=settings.threads,
+    )
+    spec = runner.RunSpec(script=script, workdir=script.parent, log_path=log_path, env=env, timeout_s=timeout,
+                          nproc=settings.nproc or task.launch.nproc_per_node, python=settings.python)
+    outcome = runner.run(spec)
+    parsed, error = None, None
+    try:
+        parsed = metrics.parse_log(log_path, script)
+    except MetricsError as exc:
+        error = str(exc)
+    return Execution(outcome=outcome, metrics=parsed,
+                     verdict=integrity.judge(outcome, parsed, error, task.target_val_loss, timeout))
+
+
+@dataclass(frozen=True)
+class Reference:
+    t_start_ms: float
+    t_target_ms: float
+    source: str  # "manifest" or "calibrated:<fingerprint>"
+
+
+@dataclass(frozen=True)
+class ItemRequest:
+    task: Task
+    agent: Agent
+    regime: tuple[int, ...]
+    seed: int
+    settings: RunSettings
+    reference: Reference
+    artifacts_dir: Path
+    agent_timeout_s: float = 3600.0
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    task: str
+    suite: str
+    agent: str
+    hints: str
+    seed: int
+    status: str
+    reasons: tuple[str, ...]
+    target_val_loss: float
+    t_start_ms: float
+    t_target_ms: float
+    reference_source: str
+    artifact_dir: str
+    log_path: str | None = None
+    val_loss: float | None = None
+    train_time_ms: float | None = None
+    step: int | None = None
+    steps: int | None = None
+    wall_s: float | None = None
+    speedup: float | None = None
+    fsr: float | None = None
+    usage: dict = field(default_factory=dict)
+    harness_version: str = __version__
+    started: str = ""
+    finished: str = ""
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def prepare_workspace(task: Task, regime: tuple[int, ...], artifacts: Path) -> tuple[Path, Path, str | None]:
+    """A fresh workspace with the start script (as train_gpt2.py) and, with hints, hints.md."""
+    workspace = artifacts / "workspace"
+    workspace.mkdir(parents=True)
+    if task.start.script.path is None:
+        raise SpeedrunError(f"task {task.id}: start script {task.start.script.describe()} is not available locally")
+    script = workspace / SCRIPT_NAME
+    shutil.copyfile(task.start.script.path, script)
+    shutil.copyfile(task.start.script.path, artifacts / "start.py")
+    hints = hint_text(task, regime)
+    if hints is not None:
+        (workspace / "hints.md").write_text(hints, encoding="utf-8")
+    return workspace, script, hints
+
+
+def run_item(req: ItemRequest) -> ItemResult:
+    """Run one item. Every outcome, agent failures included, comes back as an ItemResult (and is recorded)."""
+    started = _now()
+    art = req.artifacts_dir
+    task = req.task
+    base = dict(task=task.id, suite=task.suite, agent=req.agent.name, hints=regime_label(req.regime), seed=req.seed,
+                target_val_loss=task.target_val_loss, t_start_ms=req.reference.t_start_ms,
+                t_target_ms=req.reference.t_target_ms, reference_source=req.reference.source,
+                artifact_dir=str(art), started=started)
+    workspace, script, hints = prepare_workspace(task, req.regime, art)
+    start_text = script.read_text(encoding="utf-8")
+    ctx = AgentContext(task=task, workspace=workspace, script_path=script, hints=hints, hint_levels=req.regime,
+                       seed=req.seed, artifacts_dir=art, timeout_s=req.agent_timeout_s)
+    try:
+        solution = req.agent.solve(ctx)
+    except AgentError as exc:
+        return _finish(art, ItemResult(**base, status=integrity.AGENT_ERROR, reasons=(str(exc),), finished=_now()))
+    except Exception as exc:  # an agent plugin's bug is that agent's failure, not the harness's
+        reason = f"agent {req.agent.name} raised {type(exc).__name__}: {exc}"
+        return _finish(art, ItemResult(**base, status=integrity.AGENT_ERROR, reasons=(reason,), finished=_now()))
+    if solution.transcript is not None and not (art / "agent.log").exists():
+        results.write_atomic(art / "agent.log", solution.transcript)
+    script.write_text(solution.script, encoding="utf-8")
+    results.write_atomic(art / "solution.py", solution.script)
+    results.write_diff(art / "solution.diff", start_text, solution.script)
+
+    ex = execute_script(script, task, req.settings, req.seed, art / "run.log")
+    m = ex.metrics
+    sc: Score | None = None
+    if m is not None and ex.verdict.passed:  # a speedup only counts for a valid run
+        try:
+            sc = score(m.train_time_ms, req.reference.t_start_ms, req.reference.t_target_ms)
+        except ValueError:
+            sc = None
+    return _finish(art, ItemResult(
+        **base, status=ex.verdict.status, reasons=ex.verdict.reasons, log_path=str(ex.outcome.log_path),
+        val_loss=m.val_loss if m else None, train_time_ms=m.train_time_ms if m else None,
+        step=m.step if m else None, steps=m.steps if m else None, wall_s=round(ex.outcome.wall_s, 3),
+        speedup=sc.speedup if sc else None, fsr=sc.fsr if sc else None, usage=dict(solution.usage),
+        finished=_now(),
+    ))
+
+
+def _finish(art: Path, result: ItemResult) -> ItemResult:
+    record = result.to_json()
+    results.write_atomic(art / "result.json", json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
+    results.append_record(art.parent.parent, record)
+    return result

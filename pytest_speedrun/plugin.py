@@ -1,0 +1,249 @@
+"""pytest hooks only: options, collection of task items, runtest wiring, reporting. Logic lives elsewhere."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import hookspec, report
+from .agents.base import Agent
+from .agents.registry import available_agents, make_agent
+from .calibrate import Calibrator
+from .data import ensure_tiny_dataset, fineweb_dataset
+from .errors import MissingInput, SpeedrunError
+from .harness import ItemRequest, ItemResult, RunSettings, run_item
+from .hints import regime_label
+from .resources import cpu_threads
+from .results import item_dir, new_session_id
+from .settings import Settings, build_settings
+from .tasks import Task, find_suite, load_task
+
+SESSION_KEY = "speedrun_session"
+
+
+@dataclass
+class SpeedrunState:
+    settings: Settings
+    agent: Agent | None
+    session_id: str
+    session_started: float
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+STATE = pytest.StashKey[SpeedrunState]()
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hookspec)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("speedrun", "LLM speedrunning benchmark (pytest-speedrun)")
+    g.addoption("--speedrun-agent", metavar="AGENT", help="agent that solves the tasks: baseline, oracle, "
+                "command:<shell command>, or a registered name. Without it, task items are skipped.")
+    g.addoption("--speedrun-suite", action="append", default=[], metavar="NAME|DIR",
+                help="task suite to collect (packaged name such as 'tiny', or a directory of manifests); repeatable")
+    g.addoption("--speedrun-hints", default="0", metavar="REGIMES",
+                help="comma-separated hint regimes: 0 (none), 1, 2, 3, 1+2, 1+2+3 (default: 0)")
+    g.addoption("--speedrun-seeds", type=int, default=1, metavar="N", help="seeds per task and regime (default 1)")
+    g.addoption("--speedrun-min-fsr", type=float, default=None, metavar="X", help="also fail items with FSR < X")
+    g.addoption("--speedrun-calibrate", action="store_true", help="re-measure calibrated reference times")
+    g.addoption("--speedrun-calibration-runs", type=int, default=1, metavar="N",
+                help="runs per record when calibrating; the median is used (default 1)")
+    g.addoption("--speedrun-results", metavar="DIR", help="results store (default: .speedrun/ in the rootdir)")
+    g.addoption("--speedrun-cache-dir", metavar="DIR",
+                help="cache for generated data and calibration (default: user cache dir, or $PYTEST_SPEEDRUN_CACHE)")
+    g.addoption("--speedrun-timeout", type=float, default=None, metavar="S",
+                help="training-run timeout in seconds (default: the task's launch.timeout_s)")
+    g.addoption("--speedrun-agent-timeout", type=float, default=3600.0, metavar="S",
+                help="timeout for a command: agent (default 3600)")
+    g.addoption("--speedrun-threads", type=int, default=None, metavar="N",
+                help="CPU threads per run (default: usable cores / xdist workers)")
+    g.addoption("--speedrun-python", metavar="PATH", help="interpreter for training runs (default: this one)")
+    g.addoption("--speedrun-data", metavar="DIR", help="directory of FineWeb .bin shards (NanoGPT suite)")
+    parser.addini("speedrun_suites", type="linelist", default=[],
+                  help="suites collected when --speedrun-suite is not given")
+    parser.addini("speedrun_agent", default="", help="default --speedrun-agent")
+
+
+def _path(value: str | None, base: Path) -> Path | None:
+    return None if value is None else (base / Path(value).expanduser()).resolve()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "speedrun: a pytest-speedrun benchmark task item")
+    opt = config.option
+    cwd = Path.cwd()
+    try:
+        settings = build_settings(
+            agent=opt.speedrun_agent or config.getini("speedrun_agent") or None,
+            suites=opt.speedrun_suite or config.getini("speedrun_suites"), hints=opt.speedrun_hints,
+            seeds=opt.speedrun_seeds, min_fsr=opt.speedrun_min_fsr, calibrate=opt.speedrun_calibrate,
+            calibration_runs=opt.speedrun_calibration_runs,
+            results_dir=_path(opt.speedrun_results, cwd) or config.rootpath / ".speedrun",
+            cache_dir=_path(opt.speedrun_cache_dir, cwd), timeout_s=opt.speedrun_timeout,
+            agent_timeout_s=opt.speedrun_agent_timeout, threads=opt.speedrun_threads, python=opt.speedrun_python,
+            data_dir=_path(opt.speedrun_data, cwd),
+        )
+        agent = _make_agent(config, settings.agent) if settings.agent else None
+    except SpeedrunError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    workerinput = getattr(config, "workerinput", None)
+    session_id = workerinput[SESSION_KEY] if workerinput and SESSION_KEY in workerinput else new_session_id()
+    started = workerinput.get(SESSION_KEY + "_started", time.time()) if workerinput else time.time()
+    config.stash[STATE] = SpeedrunState(settings=settings, agent=agent, session_id=session_id,
+                                        session_started=started)
+    config.pluginmanager.register(RowCollector(config.stash[STATE].rows), "speedrun-rows")
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(XdistHooks(), "speedrun-xdist")
+
+
+def _make_agent(config: pytest.Config, spec: str) -> Agent:
+    name, sep, arg = spec.partition(":")
+    hooked = config.hook.pytest_speedrun_make_agent(name=name, arg=arg if sep else None, config=config)
+    if hooked is not None:
+        return hooked
+    return make_agent(spec)
+
+
+class XdistHooks:
+    """Registered only when pytest-xdist is present: hand the controller's session id to every worker."""
+
+    @pytest.hookimpl
+    def pytest_configure_node(self, node: Any) -> None:
+        state = node.config.stash[STATE]
+        node.workerinput[SESSION_KEY] = state.session_id
+        node.workerinput[SESSION_KEY + "_started"] = state.session_started
+
+
+# --- collection -------------------------------------------------------------------------------------------
+
+
+class SuiteCollector(pytest.Collector):
+    """A suite of task manifests, collected independently of the command-line paths."""
+
+    def collect(self) -> list[pytest.Collector]:
+        return [ManifestCollector.from_parent(self, name=p.name, path=p) for p in sorted(self.path.glob("*.toml"))]
+
+
+class ManifestCollector(pytest.Collector):
+    """One manifest: its items, parametrized over hint regimes × seeds. A bad manifest fails only itself."""
+
+    def collect(self) -> list[SpeedrunItem]:
+        task = load_task(self.path)
+        settings = self.config.stash[STATE].settings
+        items = []
+        for regime in settings.regimes:
+            for seed in range(settings.seeds):
+                name = f"{task.id}[h{regime_label(regime)}-s{seed}]"
+                item = SpeedrunItem.from_parent(self, name=name, task=task, regime=regime, seed=seed)
+                item.add_marker(pytest.mark.speedrun)
+                items.append(item)
+        return items
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style=None) -> str:  # type: ignore[override]
+        if isinstance(excinfo.value, SpeedrunError):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    state = config.stash[STATE]
+    for name in state.settings.suites:
+        try:
+            suite_dir = find_suite(name)
+        except SpeedrunError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        collector = SuiteCollector.from_parent(session, name=f"speedrun-{suite_dir.name}", path=suite_dir,
+                                               nodeid=f"speedrun/{suite_dir.name}")
+        items.extend(session.genitems(collector))
+
+
+# --- items ------------------------------------------------------------------------------------------------
+
+
+class SpeedrunFailure(Exception):
+    """Raised by an item whose result is not a pass; carries the one-paragraph message."""
+
+
+class SpeedrunItem(pytest.Item):
+    def __init__(self, *, task: Task, regime: tuple[int, ...], seed: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.task, self.regime, self.seed = task, regime, seed
+        self.result: ItemResult | None = None
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, f"speedrun {self.name}: {self.task.title}"
+
+    def setup(self) -> None:
+        state = self.config.stash[STATE]
+        if state.agent is None:
+            pytest.skip(f"no agent: run the benchmark with --speedrun-agent=oracle (or one of: "
+                        f"{', '.join(available_agents())})")
+
+    def runtest(self) -> None:
+        state = self.config.stash[STATE]
+        s = state.settings
+        try:
+            if self.task.dataset == "tiny":
+                dataset = ensure_tiny_dataset(s.cache_dir)
+            else:
+                dataset = fineweb_dataset(s.data_dir, self.task.train_shards)
+            run_settings = RunSettings(dataset=dataset, threads=cpu_threads(override=s.threads), python=s.python,
+                                       timeout_s=s.timeout_s)
+            calibrator = Calibrator(cache_dir=s.cache_dir, settings=run_settings, runs=s.calibration_runs,
+                                    force_before=state.session_started if s.calibrate else None)
+            reference = calibrator.reference(self.task)
+            assert state.agent is not None
+            req = ItemRequest(task=self.task, agent=state.agent, regime=self.regime, seed=self.seed,
+                              settings=run_settings, reference=reference,
+                              artifacts_dir=item_dir(s.results_dir, state.session_id, self.name),
+                              agent_timeout_s=s.agent_timeout_s)
+            result = run_item(req)
+        except MissingInput as exc:
+            pytest.skip(str(exc))
+        except SpeedrunError as exc:
+            raise SpeedrunFailure(f"{self.task.id}: {exc}") from None
+        self.result = result
+        self.user_properties.extend(report.user_properties(result))
+        message = report.failure_message(result, s.min_fsr)
+        if message:
+            raise SpeedrunFailure(message)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style=None) -> str:  # type: ignore[override]
+        if isinstance(excinfo.value, SpeedrunFailure):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+
+# --- reporting --------------------------------------------------------------------------------------------
+
+
+class RowCollector:
+    """Collects the speedrun rows of every item report. On the controller under xdist these are the reports
+    the workers sent, so the summary is written once, by the controller."""
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self.rows = rows
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        row = dict(report.user_properties)
+        if report.when == "call" and "speedrun_task" in row:
+            self.rows.append(dict(row, nodeid=report.nodeid))
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    if hasattr(config, "workerinput") or STATE not in config.stash:
+        return
+    rows = config.stash[STATE].rows
+    if not rows:
+        return
+    terminalreporter.write_sep("=", "speedrun")
+    for line in report.summary_lines(rows):
+        terminalreporter.write_line(line)

@@ -1,0 +1,167 @@
+"""Run a training script as a supervised subprocess: env contract, timeout, process-group kill, log, wall clock.
+
+Every run gets its own session (and so its own process group), an explicit environment built from an
+allow-list plus the env contract, its own working directory, and a timeout. When the run ends — normally,
+by timeout, or because pytest is interrupted — the whole process group is killed, and on Linux so is any
+descendant that escaped the group (found by a per-run marker in its environment), so no stray process keeps
+holding a GPU or a port.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import RunError
+
+# Variables a training run may inherit from the user's environment. Everything else (API keys included)
+# is withheld: agent-written code runs with only what it needs.
+PASSTHROUGH = (
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "TERM",
+    "LD_LIBRARY_PATH", "CUDA_HOME", "CUDA_PATH", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES",
+    "CONDA_PREFIX", "VIRTUAL_ENV", "PYTHONPATH", "HF_HOME", "TRITON_CACHE_DIR", "TORCHINDUCTOR_CACHE_DIR",
+)
+PASSTHROUGH_PREFIXES = ("NCCL_", "CUDA_", "TORCH_", "SLURM_")
+RUN_MARKER = "SPEEDRUN_RUN_ID"
+_TERM_GRACE_S = 5.0
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What to run and how."""
+
+    script: Path
+    workdir: Path
+    log_path: Path
+    env: dict[str, str]
+    timeout_s: float
+    nproc: int = 1
+    python: str = sys.executable
+    extra_args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """How a run ended, as seen by the harness (never by the script)."""
+
+    exit_code: int | None
+    wall_s: float
+    log_path: Path
+    timed_out: bool
+    command: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def finished(self) -> bool:
+        return not self.timed_out and self.exit_code == 0
+
+
+def contract_env(
+    *, train_glob: str, val_glob: str, val_tokens: int, task_env: dict[str, str], seed: int,
+    threads: int | None, base: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment of a training run: allow-listed user variables, the task's env and the contract."""
+    base = os.environ if base is None else base
+    env = {k: v for k, v in base.items() if k in PASSTHROUGH or k.startswith(PASSTHROUGH_PREFIXES)}
+    env.update(task_env)
+    env.update({
+        "NANOGPT_TRAIN_FILES": train_glob,
+        "NANOGPT_VAL_FILES": val_glob,
+        "NANOGPT_VAL_TOKENS": str(task_env.get("NANOGPT_VAL_TOKENS", val_tokens)),
+        "SPEEDRUN_SEED": str(seed),
+        "PYTHONUNBUFFERED": "1",
+    })
+    if threads is not None:
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            env[var] = str(threads)
+    return env
+
+
+def command_for(spec: RunSpec) -> list[str]:
+    """`python script` for one process; `torchrun --standalone --nproc_per_node=N script` for several."""
+    if spec.nproc == 1:
+        return [spec.python, str(spec.script), *spec.extra_args]
+    return [spec.python, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={spec.nproc}",
+            str(spec.script), *spec.extra_args]
+
+
+def _marked_pids(marker: str) -> list[int]:
+    """PIDs whose environment carries this run's marker (Linux /proc; empty elsewhere)."""
+    needle = f"{RUN_MARKER}={marker}".encode()
+    pids = []
+    for entry in Path("/proc").glob("[0-9]*") if Path("/proc/self/environ").exists() else []:
+        try:
+            if needle in (entry / "environ").read_bytes().split(b"\0"):
+                pids.append(int(entry.name))
+        except (OSError, ValueError):
+            continue
+    return [p for p in pids if p != os.getpid()]
+
+
+def kill_run(pgid: int, marker: str | None = None) -> None:
+    """SIGTERM the process group, give it a grace period, then SIGKILL it and any marked stragglers."""
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        pass
+    deadline = time.monotonic() + _TERM_GRACE_S
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            break
+        time.sleep(0.05)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    if marker:
+        for pid in _marked_pids(marker):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+def run(spec: RunSpec) -> RunOutcome:
+    """Run `spec` to completion or timeout; stdout and stderr go to `spec.log_path`."""
+    cmd = command_for(spec)
+    marker = uuid.uuid4().hex
+    env = dict(spec.env, **{RUN_MARKER: marker})
+    spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(spec.log_path, "ab") as log:
+        start = time.perf_counter()
+        try:
+            proc = subprocess.Popen(cmd, cwd=spec.workdir, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        except OSError as exc:
+            raise RunError(f"cannot start {cmd[0]!r}: {exc.strerror}; check --speedrun-python") from None
+        timed_out = False
+        try:
+            proc.wait(timeout=spec.timeout_s)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+        finally:
+            # Also on KeyboardInterrupt: the group dies with us, then the interrupt propagates.
+            wall = time.perf_counter() - start
+            kill_run(proc.pid, marker)
+            proc.wait()
+    return RunOutcome(exit_code=None if timed_out else proc.returncode, wall_s=wall, log_path=spec.log_path,
+                      timed_out=timed_out, command=tuple(cmd))
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    """The last `lines` lines of a log, for failure messages."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 64 * 1024))
+            text = f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])

@@ -1,0 +1,40 @@
+"""Speedup and Fraction of Speedup Recovered (FSR), and simple aggregates.
+
+FSR = (t_i - t') / (t_i - t_{i+1}): 0 means no faster than the start record, 1 means the human record's
+speedup was fully recovered, above 1 means faster than the next record.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class Score:
+    t_start_ms: float
+    t_target_ms: float
+    train_time_ms: float
+    speedup: float
+    fsr: float
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def score(train_time_ms: float, t_start_ms: float, t_target_ms: float) -> Score:
+    if t_target_ms >= t_start_ms:
+        raise ValueError(f"t_target_ms={t_target_ms} must be less than t_start_ms={t_start_ms}")
+    if train_time_ms <= 0:
+        raise ValueError(f"train_time_ms={train_time_ms} must be positive")
+    return Score(
+        t_start_ms=t_start_ms, t_target_ms=t_target_ms, train_time_ms=train_time_ms,
+        speedup=t_start_ms / train_time_ms, fsr=(t_start_ms - train_time_ms) / (t_start_ms - t_target_ms),
+    )
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    if not values:
+        raise ValueError("no values")
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)

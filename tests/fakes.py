@@ -1,0 +1,96 @@
+"""Small realistic inputs for tests: fake record scripts (pure Python, no torch) and a mini task suite.
+
+A fake record reads the env contract, checks the shard header like a real record, sleeps `work_s` spread over
+its steps (so its train_time is real elapsed time) and prints log lines in the records-4-21 format.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+FAKE_RECORD = '''\
+import glob, os, struct, sys, time
+WORK_S = {work_s}
+FINAL_LOSS = {loss}
+N = {steps}
+train = sorted(glob.glob(os.environ["NANOGPT_TRAIN_FILES"]))
+val = sorted(glob.glob(os.environ["NANOGPT_VAL_FILES"]))
+assert train and val, "no shards"
+magic, version, ntok = struct.unpack("<3i", open(val[0], "rb").read(12))
+assert magic == 20240520 and version == 1
+assert int(os.environ["NANOGPT_VAL_TOKENS"]) > 0
+print("seed", os.environ.get("SPEEDRUN_SEED"), "threads", os.environ.get("OMP_NUM_THREADS"), flush=True)
+train_ms = 0.0
+for step in range(N + 1):
+    if step == 0 or step == N:
+        loss = 5.0 if step == 0 else FINAL_LOSS
+        avg = train_ms / max(step, 1)
+        print(f"step:{{step}}/{{N}} val_loss:{{loss:.4f}} train_time:{{train_ms:.0f}}ms step_avg:{{avg:.2f}}ms",
+              flush=True)
+    if step == N:
+        break
+    t0 = time.perf_counter()
+    time.sleep(WORK_S / N)
+    train_ms += 1000 * (time.perf_counter() - t0)
+    print(f"step:{{step + 1}}/{{N}} train_loss:3.0 train_time:{{train_ms:.0f}}ms step_avg:{{train_ms / (step + 1):.2f}}ms",
+          flush=True)
+'''
+
+
+def fake_record(work_s: float, loss: float = 1.5, steps: int = 10) -> str:
+    return FAKE_RECORD.format(work_s=work_s, loss=loss, steps=steps)
+
+
+def manifest(task_id: str, start: str, target: str, *, t_start: float = 1000, t_target: float = 500,
+             target_loss: float = 2.0, reference: str = "calibrate", extra: str = "", hints: bool = True) -> str:
+    text = f'''\
+        id = "{task_id}"
+        suite = "mini"
+        title = "fake task {task_id}"
+        target_val_loss = {target_loss}
+        {extra}
+        [start]
+        record = 1
+        script = {{ path = "{start}" }}
+        train_time_ms = {t_start}
+
+        [target]
+        record = 2
+        script = {{ path = "{target}" }}
+        train_time_ms = {t_target}
+
+        [launch]
+        nproc_per_node = 1
+        timeout_s = 60
+        env = {{ NANOGPT_VAL_TOKENS = "4096" }}
+
+        [data]
+        dataset = "tiny"
+
+        [reference]
+        source = "{reference}"
+        '''
+    if hints:
+        text += '''
+        [hints]
+        1 = "hints/pseudo.md"
+        2 = "hints/desc.md"
+        3 = "hints/paper.md"
+        '''
+    return textwrap.dedent(text)
+
+
+def write_suite(root: Path, works: tuple[float, ...] = (0.6, 0.3, 0.15), loss: float = 1.5) -> Path:
+    """A suite 'mini' of len(works)-1 tasks mini01.. whose record k sleeps works[k-1] seconds."""
+    suite = root / "mini"
+    (suite / "records").mkdir(parents=True, exist_ok=True)
+    (suite / "hints").mkdir(exist_ok=True)
+    for name, body in (("pseudo", "x = faster(x)"), ("desc", "Make it faster."), ("paper", "# Faster\nWe go fast.")):
+        (suite / "hints" / f"{name}.md").write_text(body + "\n")
+    for k, work in enumerate(works, start=1):
+        (suite / "records" / f"record_{k}.py").write_text(fake_record(work, loss))
+    for k in range(1, len(works)):
+        (suite / f"mini{k:02d}.toml").write_text(
+            manifest(f"mini{k:02d}", f"records/record_{k}.py", f"records/record_{k + 1}.py"))
+    return suite
