@@ -35,7 +35,7 @@ HEADER_INTS = 256
 HEADER_BYTES = HEADER_INTS * 4
 
 # Tiny corpus parameters. Changing any of them changes the data: bump TINY_CORPUS_VERSION.
-TINY_CORPUS_VERSION = 1
+TINY_CORPUS_VERSION = 2
 TINY_VOCAB = 512
 TINY_EOT = 511
 TINY_COPY = 510
@@ -151,12 +151,14 @@ class _TinyLanguage:
         length = _DOC_LEN[0] + int(rng.random() * (_DOC_LEN[1] - _DOC_LEN[0]))
         doc = [int(rng.random() * TINY_CONTENT), int(rng.random() * TINY_CONTENT)]
         while len(doc) < length:
+            copied: list[int] = []
             if len(doc) > 2 * _SPAN_LEN[1] and rng.random() < _COPY_PROB:
                 span = _SPAN_LEN[0] + int(rng.random() * (_SPAN_LEN[1] - _SPAN_LEN[0]))
                 start = int(rng.random() * (len(doc) - span - 1))
+                copied = doc[start : start + span]
+            if copied and TINY_COPY not in copied:  # a copied marker would be followed by a mismatching span
                 doc.append(TINY_COPY)
-                doc.extend(doc[start : start + span])
-                # Resume the language from the copied context, so the copy is seamless.
+                doc.extend(copied)  # the language then resumes from the copied context
             else:
                 p2, p1 = doc[-2], doc[-1]
                 if p1 >= TINY_CONTENT:  # after a COPY marker there is no successor table

@@ -200,7 +200,8 @@ def load_task(manifest: Path) -> Task:
     if reference["source"] not in ("manifest", "calibrate"):
         raise chk.fail("reference.source", f"{reference['source']!r} is not one of 'manifest', 'calibrate'")
     return Task(
-        id=raw["id"], suite=raw["suite"], title=raw.get("title", raw["id"]), target_val_loss=float(raw["target_val_loss"]),
+        id=raw["id"], suite=raw["suite"], title=raw.get("title", raw["id"]),
+        target_val_loss=float(raw["target_val_loss"]),
         start=start, target=target, launch=launch, hints=hints, manifest=manifest.resolve(),
         dataset=data["dataset"], train_shards=data.get("train_shards", 1), reference=reference["source"],
     )

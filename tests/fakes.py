@@ -33,8 +33,8 @@ for step in range(N + 1):
     t0 = time.perf_counter()
     time.sleep(WORK_S / N)
     train_ms += 1000 * (time.perf_counter() - t0)
-    print(f"step:{{step + 1}}/{{N}} train_loss:3.0 train_time:{{train_ms:.0f}}ms step_avg:{{train_ms / (step + 1):.2f}}ms",
-          flush=True)
+    avg = train_ms / (step + 1)
+    print(f"step:{{step + 1}}/{{N}} train_loss:3.0 train_time:{{train_ms:.0f}}ms step_avg:{{avg:.2f}}ms", flush=True)
 '''
 
 
