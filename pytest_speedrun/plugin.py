@@ -128,7 +128,8 @@ class SuiteCollector(pytest.Collector):
     """A suite of task manifests, collected independently of the command-line paths."""
 
     def collect(self) -> list[pytest.Collector]:
-        return [ManifestCollector.from_parent(self, name=p.name, path=p) for p in sorted(self.path.glob("*.toml"))]
+        return [ManifestCollector.from_parent(self, name=p.name, path=p, nodeid=f"{self.nodeid}/{p.name}")
+                for p in sorted(self.path.glob("*.toml"))]
 
 
 class ManifestCollector(pytest.Collector):

@@ -103,14 +103,18 @@ def _marked_pids(marker: str) -> list[int]:
     return [p for p in pids if p != os.getpid()]
 
 
-def kill_run(pgid: int, marker: str | None = None) -> None:
-    """SIGTERM the process group, give it a grace period, then SIGKILL it and any marked stragglers."""
+def kill_run(pgid: int, marker: str | None = None, proc: subprocess.Popen | None = None) -> None:
+    """SIGTERM the process group, give it a grace period, then SIGKILL it and any marked stragglers.
+
+    `proc`, the group leader, is reaped while waiting: an unreaped zombie would keep the group "alive"."""
     try:
         os.killpg(pgid, signal.SIGTERM)
     except (ProcessLookupError, PermissionError):
         pass
     deadline = time.monotonic() + _TERM_GRACE_S
     while time.monotonic() < deadline:
+        if proc is not None:
+            proc.poll()
         try:
             os.killpg(pgid, 0)
         except (ProcessLookupError, PermissionError):
@@ -149,7 +153,7 @@ def run(spec: RunSpec) -> RunOutcome:
         finally:
             # Also on KeyboardInterrupt: the group dies with us, then the interrupt propagates.
             wall = time.perf_counter() - start
-            kill_run(proc.pid, marker)
+            kill_run(proc.pid, marker, proc)
             proc.wait()
     return RunOutcome(exit_code=None if timed_out else proc.returncode, wall_s=wall, log_path=spec.log_path,
                       timed_out=timed_out, command=tuple(cmd))

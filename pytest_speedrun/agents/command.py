@@ -55,7 +55,7 @@ class CommandAgent:
             except subprocess.TimeoutExpired:
                 code = None
             finally:
-                kill_run(proc.pid)
+                kill_run(proc.pid, proc=proc)
                 proc.wait()
         transcript = log_path.read_text(encoding="utf-8", errors="replace")
         last = transcript.strip().splitlines()[-1:] or ["(no output)"]

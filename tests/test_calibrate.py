@@ -1,0 +1,69 @@
+from pathlib import Path
+
+import pytest
+
+from fakes import write_suite
+from pytest_speedrun.calibrate import Calibrator, fingerprint
+from pytest_speedrun.data import ensure_tiny_dataset
+from pytest_speedrun.errors import CalibrationError
+from pytest_speedrun.harness import RunSettings
+from pytest_speedrun.tasks import load_task
+
+
+@pytest.fixture
+def calibrator(tmp_path: Path, cache_dir: Path) -> Calibrator:
+    settings = RunSettings(dataset=ensure_tiny_dataset(cache_dir), threads=1)
+    return Calibrator(cache_dir=tmp_path / "cache", settings=settings)
+
+
+def _runs(cal: Calibrator) -> int:
+    return len(list((cal.cache_dir / "calibration").glob("*/run*.log")))
+
+
+def test_calibration_measures_both_records_and_caches_them(tmp_path: Path, calibrator: Calibrator) -> None:
+    task = load_task(write_suite(tmp_path, works=(0.4, 0.2))/ "mini01.toml")
+    ref = calibrator.reference(task)
+    assert 350 < ref.t_start_ms < 600 and 150 < ref.t_target_ms < 350
+    assert ref.source.startswith("calibrated:")
+    assert _runs(calibrator) == 2
+    assert calibrator.reference(task) == ref  # cached: no new runs
+    assert _runs(calibrator) == 2
+
+
+def test_force_re_measures_entries_older_than_the_session(tmp_path: Path, calibrator: Calibrator) -> None:
+    import time
+
+    task = load_task(write_suite(tmp_path, works=(0.2, 0.1)) / "mini01.toml")
+    first = calibrator.reference(task)
+    forced = Calibrator(cache_dir=calibrator.cache_dir, settings=calibrator.settings, force_before=time.time())
+    logs = sorted((calibrator.cache_dir / "calibration").glob("*/run0.log"))
+    before = [p.stat().st_mtime_ns for p in logs]
+    assert forced.reference(task).source == first.source
+    assert [p.stat().st_mtime_ns for p in logs] != before
+
+
+def test_manifest_reference_needs_no_runs(tmp_path: Path, calibrator: Calibrator) -> None:
+    suite = write_suite(tmp_path)
+    path = suite / "mini01.toml"
+    path.write_text(path.read_text().replace('source = "calibrate"', 'source = "manifest"'))
+    ref = calibrator.reference(load_task(path))
+    assert (ref.t_start_ms, ref.t_target_ms, ref.source) == (1000, 500, "manifest")
+    assert _runs(calibrator) == 0
+
+
+def test_a_record_that_misses_the_target_fails_calibration_clearly(tmp_path: Path, calibrator: Calibrator) -> None:
+    task = load_task(write_suite(tmp_path, works=(0.1, 0.05), loss=2.5) / "mini01.toml")
+    with pytest.raises(CalibrationError, match=r"calibrating record_1.py for mini01 failed: invalid \(val_loss 2.5000"):
+        calibrator.reference(task)
+
+
+def test_target_not_faster_here_is_reported(tmp_path: Path, calibrator: Calibrator) -> None:
+    task = load_task(write_suite(tmp_path, works=(0.1, 0.3)) / "mini01.toml")
+    with pytest.raises(CalibrationError, match="not less than the start record"):
+        calibrator.reference(task)
+
+
+def test_fingerprint_depends_on_threads_and_process_count() -> None:
+    assert fingerprint(1, 1) != fingerprint(2, 1)
+    assert fingerprint(1, 1) != fingerprint(1, 8)
+    assert fingerprint(2, 1) == fingerprint(2, 1)
