@@ -23,8 +23,9 @@ from pathlib import Path
 from filelock import FileLock
 
 from .errors import CalibrationError
-from .harness import SCRIPT_NAME, Reference, RunSettings, execute_script
+from .harness import SCRIPT_NAME, RunSettings, execute_script
 from .results import write_atomic
+from .scoring import Reference
 from .tasks import ScriptRef, Task
 
 
@@ -75,8 +76,9 @@ class Calibrator:
     runs: int = 1
     force_before: float | None = None  # re-measure entries measured before this time (--speedrun-calibrate)
 
-    def measure(self, task: Task, ref: ScriptRef) -> tuple[float, str]:
-        """Median train_time (ms) of `ref` on this machine and the fingerprint id; cached."""
+    def measure(self, task: Task, ref: ScriptRef) -> tuple[dict, str]:
+        """The calibration entry of `ref` on this machine (median train_time_ms, steps, untimed_s, the raw
+        runs) and the fingerprint id; cached."""
         if ref.path is None:
             raise CalibrationError(f"task {task.id}: cannot calibrate {ref.describe()}: script not available locally")
         nproc = self.settings.nproc or task.launch.nproc_per_node
@@ -94,7 +96,7 @@ class Calibrator:
             if entry is None:
                 entry = self._run(task, ref, root / key, fp, fid)
                 write_atomic(entry_path, json.dumps(entry, indent=2, sort_keys=True) + "\n")
-        return float(entry["train_time_ms"]), fid
+        return entry, fid
 
     def _load(self, path: Path) -> dict | None:
         try:
@@ -103,7 +105,7 @@ class Calibrator:
             return None
         if self.force_before is not None and entry.get("measured_at", 0) < self.force_before:
             return None
-        if len(entry.get("train_times_ms", [])) < self.runs:
+        if len(entry.get("train_times_ms", [])) < self.runs or "untimed_s" not in entry:
             return None
         return entry
 
@@ -113,7 +115,7 @@ class Calibrator:
         work.mkdir(parents=True)
         script = work / SCRIPT_NAME
         shutil.copyfile(ref.path, script)
-        times, losses = [], []
+        times, losses, untimed = [], [], []
         for i in range(self.runs):
             ex = execute_script(script, task, self.settings, seed=i, log_path=work / f"run{i}.log")
             if not ex.verdict.passed or ex.metrics is None:
@@ -122,17 +124,22 @@ class Calibrator:
                     f"({'; '.join(ex.verdict.reasons)}); log: {work / f'run{i}.log'}")
             times.append(ex.metrics.train_time_ms)
             losses.append(ex.metrics.val_loss)
+            untimed.append(ex.outcome.wall_s - ex.metrics.train_time_ms / 1000.0)
         return {"train_time_ms": statistics.median(times), "train_times_ms": times, "val_losses": losses,
+                "steps": ex.metrics.steps, "untimed_s": statistics.median(untimed),
                 "script": str(ref.path), "fingerprint": fp, "fingerprint_id": fid, "measured_at": time.time()}
 
     def reference(self, task: Task) -> Reference:
         """t_i and t_{i+1} for `task`: calibrated here, or the manifest's figures."""
         if task.reference != "calibrate":
-            return Reference(task.start.train_time_ms, task.target.train_time_ms, "manifest")
-        t_start, fid = self.measure(task, task.start.script)
-        t_target, _ = self.measure(task, task.target.script)
+            return Reference(task.start.train_time_ms, task.target.train_time_ms, "manifest",
+                             start_steps=task.start.steps)
+        start, fid = self.measure(task, task.start.script)
+        target, _ = self.measure(task, task.target.script)
+        t_start, t_target = float(start["train_time_ms"]), float(target["train_time_ms"])
         if t_target >= t_start:
             raise CalibrationError(
                 f"task {task.id}: on this machine the target record took {t_target:.0f} ms, not less than the start "
                 f"record's {t_start:.0f} ms, so FSR is undefined; re-measure with --speedrun-calibrate")
-        return Reference(t_start, t_target, f"calibrated:{fid}")
+        return Reference(t_start, t_target, f"calibrated:{fid}", start_steps=start["steps"],
+                         start_untimed_s=start["untimed_s"])

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import json
 import os
 import random
 import shutil
@@ -27,6 +28,7 @@ from array import array
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import dataguard
 from .errors import DataError
 
 MAGIC = 20240520
@@ -189,6 +191,15 @@ def tiny_corpus_key() -> str:
     return f"v{TINY_CORPUS_VERSION}-" + hashlib.sha256(repr(spec).encode()).hexdigest()[:10]
 
 
+def _tiny_intact(root: Path) -> bool:
+    try:
+        recorded = json.loads((root / dataguard.DIGESTS_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return all((root / name).exists() and dataguard.full_sha256(root / name) == digest
+               for name, digest in recorded.items()) and len(recorded) == TINY_TRAIN_SHARDS + 1
+
+
 def ensure_tiny_dataset(cache_dir: Path) -> Dataset:
     """Generate the tiny corpus into `cache_dir/tiny-data/<key>/` once; later calls reuse it.
 
@@ -197,6 +208,9 @@ def ensure_tiny_dataset(cache_dir: Path) -> Dataset:
     """
     root = cache_dir / "tiny-data" / tiny_corpus_key()
     done = root / "COMPLETE"
+    if done.exists() and not _tiny_intact(root):
+        # A run (or anyone) modified the generated shards: the integrity check reported it; regenerate.
+        shutil.rmtree(root, ignore_errors=True)
     if not done.exists():
         root.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".gen-", dir=root.parent))
@@ -205,6 +219,8 @@ def ensure_tiny_dataset(cache_dir: Path) -> Dataset:
             for i in range(1, TINY_TRAIN_SHARDS + 1):
                 tokens = generate_tiny_tokens(TINY_TOKENS_PER_TRAIN_SHARD, seed=TINY_SEED + 1 + i)
                 write_shard(tmp / f"fineweb_train_{i:06d}.bin", tokens)
+            dataguard.record_digests(tmp)
+            dataguard.make_read_only(tmp)
             (tmp / "COMPLETE").write_text(tiny_corpus_key() + "\n")
             try:
                 os.rename(tmp, root)

@@ -14,12 +14,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import __version__, integrity, metrics, results, runner
+from .contract import contract_reasons
+from .dataguard import DataGuard
+from .leaks import leak_reasons
 from .agents.base import Agent, AgentContext
 from .data import Dataset
 from .errors import AgentError, MetricsError, SpeedrunError
 from .hints import hint_text, regime_label
 from .integrity import Verdict
-from .scoring import Score, score
+from .scoring import Reference, Score, score
 from .tasks import Task
 
 SCRIPT_NAME = "train_gpt2.py"  # the name the real records use; agents see this file in their workspace
@@ -65,13 +68,6 @@ def execute_script(script: Path, task: Task, settings: RunSettings, seed: int, l
 
 
 @dataclass(frozen=True)
-class Reference:
-    t_start_ms: float
-    t_target_ms: float
-    source: str  # "manifest" or "calibrated:<fingerprint>"
-
-
-@dataclass(frozen=True)
 class ItemRequest:
     task: Task
     agent: Agent
@@ -81,6 +77,7 @@ class ItemRequest:
     reference: Reference
     artifacts_dir: Path
     agent_timeout_s: float = 3600.0
+    allow_suspicious: bool = False
 
 
 @dataclass(frozen=True)
@@ -144,6 +141,7 @@ def run_item(req: ItemRequest) -> ItemResult:
                 artifact_dir=str(art), started=started)
     workspace, script, hints = prepare_workspace(task, req.regime, art)
     start_text = script.read_text(encoding="utf-8")
+    guard = DataGuard(req.settings.dataset.root)  # before the agent: it may touch the data too
     ctx = AgentContext(task=task, workspace=workspace, script_path=script, hints=hints, hint_levels=req.regime,
                        seed=req.seed, artifacts_dir=art, timeout_s=req.agent_timeout_s)
     try:
@@ -159,16 +157,26 @@ def run_item(req: ItemRequest) -> ItemResult:
     results.write_atomic(art / "solution.py", solution.script)
     results.write_diff(art / "solution.diff", start_text, solution.script)
 
+    # The oracle necessarily hands over the target script; every other agent is untrusted.
+    tampered = [] if getattr(req.agent, "trusted", False) else leak_reasons(workspace, task, req.regime)
+    tampered += contract_reasons(start_text, solution.script, SCRIPT_NAME)
     ex = execute_script(script, task, req.settings, req.seed, art / "run.log")
+    tampered += guard.changes()
     m = ex.metrics
+    suspicious: list[str] = []
+    if m is not None and ex.verdict.passed:
+        ref = req.reference
+        suspicious = integrity.suspicious_reasons(m, ex.outcome.wall_s, task.target_val_loss, ref.t_start_ms,
+                                                  ref.t_target_ms, ref.start_steps, ref.start_untimed_s)
+    verdict = integrity.final_verdict(ex.verdict, tampered, suspicious, req.allow_suspicious)
     sc: Score | None = None
-    if m is not None and ex.verdict.passed:  # a speedup only counts for a valid run
+    if m is not None and verdict.passed:  # a speedup only counts for a valid run
         try:
             sc = score(m.train_time_ms, req.reference.t_start_ms, req.reference.t_target_ms)
         except ValueError:
             sc = None
     return _finish(art, ItemResult(
-        **base, status=ex.verdict.status, reasons=ex.verdict.reasons, log_path=str(ex.outcome.log_path),
+        **base, status=verdict.status, reasons=verdict.reasons, log_path=str(ex.outcome.log_path),
         val_loss=m.val_loss if m else None, train_time_ms=m.train_time_ms if m else None,
         step=m.step if m else None, steps=m.steps if m else None, wall_s=round(ex.outcome.wall_s, 3),
         speedup=sc.speedup if sc else None, fsr=sc.fsr if sc else None, usage=dict(solution.usage),

@@ -45,3 +45,48 @@ def judge(outcome: RunOutcome, metrics: Metrics | None, metrics_error: str | Non
     if metrics.val_loss > target_val_loss:
         return Verdict(INVALID, (f"val_loss {metrics.val_loss:.4f} > target {target_val_loss:.4f}",))
     return Verdict(PASSED)
+
+
+# --- suspicious results -----------------------------------------------------------------------------------
+FAST_FRACTION = 0.4  # t' < 0.4 x t_(i+1): the threshold of the paper's own analysis
+LOSS_MARGIN = 0.1  # val_loss < target - 0.1
+STEP_FACTOR = 3.0  # step count changed more than 3x while train_time fell
+# Untimed work: wall time not covered by the reported train_time, compared with the start record's.
+UNTIMED_FACTOR = 1.5
+UNTIMED_TRAIN_FRACTION = 0.25
+
+
+def suspicious_reasons(metrics: Metrics, wall_s: float, target_val_loss: float, t_start_ms: float,
+                       t_target_ms: float, start_steps: int | None = None,
+                       start_untimed_s: float | None = None) -> list[str]:
+    """Reasons a valid-looking result is implausible and needs a human look (empty when plausible)."""
+    reasons = []
+    t = metrics.train_time_ms
+    if t < FAST_FRACTION * t_target_ms:
+        reasons.append(f"train_time {t:.0f} ms is below {FAST_FRACTION:g} x the next record's {t_target_ms:.0f} ms")
+    if metrics.val_loss < target_val_loss - LOSS_MARGIN:
+        reasons.append(f"val_loss {metrics.val_loss:.4f} is more than {LOSS_MARGIN:g} below the target "
+                       f"{target_val_loss:.4f}")
+    if start_steps and t < t_start_ms:
+        ratio = metrics.steps / start_steps
+        if ratio > STEP_FACTOR or ratio < 1 / STEP_FACTOR:
+            reasons.append(f"step count changed {start_steps} -> {metrics.steps} (x{ratio:.2f}) while train_time fell")
+    if start_untimed_s is not None:
+        untimed = wall_s - t / 1000.0
+        limit = UNTIMED_FACTOR * start_untimed_s + UNTIMED_TRAIN_FRACTION * t_start_ms / 1000.0
+        if untimed > limit:
+            reasons.append(f"{untimed:.1f} s of the run's wall time is outside its reported train_time "
+                           f"(the start record: {start_untimed_s:.1f} s; limit {limit:.1f} s): "
+                           "work before the clock starts or while it is stopped")
+    return reasons
+
+
+def final_verdict(run: Verdict, tampered: list[str], suspicious: list[str], allow_suspicious: bool) -> Verdict:
+    """Combine the run verdict with contract violations (always `tampered`) and suspicion (on passes only)."""
+    if tampered:
+        return Verdict(TAMPERED, tuple(tampered) + tuple(r for r in run.reasons if run.status == TAMPERED))
+    if run.status == PASSED and suspicious:
+        if allow_suspicious:
+            return Verdict(PASSED, tuple(f"suspicious (allowed): {r}" for r in suspicious))
+        return Verdict(SUSPICIOUS, tuple(suspicious))
+    return run

@@ -11,6 +11,17 @@ from dataclasses import asdict, dataclass
 
 
 @dataclass(frozen=True)
+class Reference:
+    """Reference times of a task: t_i, t_(i+1), where they come from, and what the start record looked like."""
+
+    t_start_ms: float
+    t_target_ms: float
+    source: str  # "manifest" or "calibrated:<fingerprint id>"
+    start_steps: int | None = None
+    start_untimed_s: float | None = None  # start record's wall time outside train_time (calibrated only)
+
+
+@dataclass(frozen=True)
 class Score:
     t_start_ms: float
     t_target_ms: float

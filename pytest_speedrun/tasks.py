@@ -44,6 +44,7 @@ class Record:
     record: int
     script: ScriptRef
     train_time_ms: float
+    steps: int | None = None  # the record's num_iterations, when known (suspicious-result rule)
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ _TOP = {
     "data": (_TABLE, False),
     "reference": (_TABLE, False),
 }
-_RECORD = {"record": (_INT, True), "script": (_TABLE, True), "train_time_ms": (_NUM, True)}
+_RECORD = {"record": (_INT, True), "script": (_TABLE, True), "train_time_ms": (_NUM, True), "steps": (_INT, False)}
 _SCRIPT = {"path": (_STR, False), "url": (_STR, False), "sha256": (_STR, False), "bytes": (_INT, False)}
 _LAUNCH = {
     "nproc_per_node": (_INT, True),
@@ -155,7 +156,7 @@ def _record(chk: _Checker, raw: dict, key: str) -> Record:
     if raw["train_time_ms"] <= 0:
         raise chk.fail(key + ".train_time_ms", f"must be positive, got {raw['train_time_ms']}")
     return Record(record=raw["record"], script=_script(chk, raw["script"], key + ".script"),
-                  train_time_ms=float(raw["train_time_ms"]))
+                  train_time_ms=float(raw["train_time_ms"]), steps=raw.get("steps"))
 
 
 def load_task(manifest: Path) -> Task:

@@ -38,7 +38,7 @@ for step in range(N + 1):
 '''
 
 
-def fake_record(work_s: float, loss: float = 1.5, steps: int = 10) -> str:
+def fake_record(work_s: float, loss: float = 1.95, steps: int = 10) -> str:
     return FAKE_RECORD.format(work_s=work_s, loss=loss, steps=steps)
 
 
@@ -81,7 +81,7 @@ def manifest(task_id: str, start: str, target: str, *, t_start: float = 1000, t_
     return textwrap.dedent(text)
 
 
-def write_suite(root: Path, works: tuple[float, ...] = (0.6, 0.3, 0.15), loss: float = 1.5) -> Path:
+def write_suite(root: Path, works: tuple[float, ...] = (0.6, 0.3, 0.15), loss: float = 1.95) -> Path:
     """A suite 'mini' of len(works)-1 tasks mini01.. whose record k sleeps works[k-1] seconds."""
     suite = root / "mini"
     (suite / "records").mkdir(parents=True, exist_ok=True)

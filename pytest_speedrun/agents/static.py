@@ -10,6 +10,7 @@ class BaselineAgent:
     """Returns the start script unchanged: a valid run with FSR ≈ 0, the floor of the scale."""
 
     name = "baseline"
+    trusted = True  # a harness component: exempt from the workspace leak scan
 
     def solve(self, ctx: AgentContext) -> Solution:
         return Solution(script=ctx.start_script)
@@ -19,6 +20,7 @@ class OracleAgent:
     """Returns the target record's script: FSR ≈ 1, the ceiling of the scale and a harness self-check."""
 
     name = "oracle"
+    trusted = True  # it must read the target script; that is its purpose
 
     def solve(self, ctx: AgentContext) -> Solution:
         ref = ctx.task.target.script

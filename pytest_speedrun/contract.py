@@ -1,0 +1,93 @@
+"""The protected env contract, checked statically: a solution must read the data locations and the validation
+size from the environment exactly as the start script does, and must not overwrite them.
+
+The comparison is on the AST: every expression of the start script that reads a protected variable
+(`os.environ["X"]`, `os.environ.get("X", ...)`, `os.getenv("X")`, ...) must appear, structurally identical, in
+the solution; and no statement of the solution may store into a protected variable (`os.environ["X"] = ...`,
+`os.environ.update(...)` naming it, `os.putenv("X", ...)`, `setdefault`). What this cannot see: arithmetic on
+the value after it was read (docs/integrity.md lists the limits).
+"""
+
+from __future__ import annotations
+
+import ast
+
+PROTECTED_ENV = ("NANOGPT_TRAIN_FILES", "NANOGPT_VAL_FILES", "NANOGPT_VAL_TOKENS")
+_WRITERS = {"putenv", "setdefault", "update", "__setitem__", "pop", "unsetenv"}
+
+
+def _parents(tree: ast.AST) -> dict[ast.AST, ast.AST]:
+    return {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+
+
+def _read_expr(node: ast.Constant, parents: dict[ast.AST, ast.AST]) -> ast.AST | None:
+    """The Subscript or Call that uses the protected name `node`, if any."""
+    parent = parents.get(node)
+    if isinstance(parent, ast.Subscript) and parent.slice is node:
+        return parent
+    if isinstance(parent, ast.Call) and node in parent.args:
+        return parent
+    return None
+
+
+def _is_write(expr: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
+    if isinstance(expr, ast.Subscript):
+        return isinstance(expr.ctx, (ast.Store, ast.Del))
+    if isinstance(expr, ast.Call):
+        func = expr.func
+        name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+        return name in _WRITERS
+    return False
+
+
+def env_usage(source: str) -> tuple[dict[str, set[str]], list[str]]:
+    """(reads, writes): per protected variable the set of read expressions (unparsed, normalized), and the
+    source of every statement that writes one. Raises SyntaxError for unparsable source."""
+    tree = ast.parse(source)
+    parents = _parents(tree)
+    reads: dict[str, set[str]] = {name: set() for name in PROTECTED_ENV}
+    writes: list[str] = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Constant) and node.value in PROTECTED_ENV):
+            continue
+        expr = _read_expr(node, parents)
+        if expr is None:
+            # A protected name used any other way (e.g. a dict passed to os.environ.update) counts as a write
+            # only when it sits inside a writer call.
+            anc = parents.get(node)
+            while anc is not None and not isinstance(anc, ast.stmt):
+                if isinstance(anc, ast.Call) and _is_write(anc, parents):
+                    writes.append(ast.unparse(anc))
+                    break
+                anc = parents.get(anc)
+            continue
+        if _is_write(expr, parents):
+            stmt = expr
+            while stmt is not None and not isinstance(stmt, ast.stmt):
+                stmt = parents.get(stmt)
+            writes.append(ast.unparse(stmt if stmt is not None else expr))
+        else:
+            reads[node.value].add(ast.unparse(expr))
+    return reads, writes
+
+
+def contract_reasons(start_source: str, solution_source: str, script_name: str = "train_gpt2.py") -> list[str]:
+    """Readable reasons why the solution breaks the env contract of the start script (empty if it keeps it).
+
+    An unparsable solution yields no reason here: it will fail to run and be reported as crashed."""
+    try:
+        start_reads, _ = env_usage(start_source)
+    except SyntaxError:
+        return []
+    try:
+        reads, writes = env_usage(solution_source)
+    except SyntaxError:
+        return []
+    reasons = []
+    for name in PROTECTED_ENV:
+        missing = sorted(start_reads[name] - reads[name])
+        if missing:
+            reasons.append(f"{script_name} no longer reads {name} from the environment as the start script does "
+                           f"(expected {missing[0]})")
+    reasons += [f"{script_name} overwrites a protected variable: {w}" for w in writes]
+    return reasons
