@@ -30,7 +30,7 @@ def _read_expr(node: ast.Constant, parents: dict[ast.AST, ast.AST]) -> ast.AST |
     return None
 
 
-def _is_write(expr: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
+def _is_write(expr: ast.AST) -> bool:
     if isinstance(expr, ast.Subscript):
         return isinstance(expr.ctx, (ast.Store, ast.Del))
     if isinstance(expr, ast.Call):
@@ -56,12 +56,12 @@ def env_usage(source: str) -> tuple[dict[str, set[str]], list[str]]:
             # only when it sits inside a writer call.
             anc = parents.get(node)
             while anc is not None and not isinstance(anc, ast.stmt):
-                if isinstance(anc, ast.Call) and _is_write(anc, parents):
+                if isinstance(anc, ast.Call) and _is_write(anc):
                     writes.append(ast.unparse(anc))
                     break
                 anc = parents.get(anc)
             continue
-        if _is_write(expr, parents):
+        if _is_write(expr):
             stmt = expr
             while stmt is not None and not isinstance(stmt, ast.stmt):
                 stmt = parents.get(stmt)

@@ -82,7 +82,8 @@ class DataGuard:
                 continue
             now = shard_state(path)
             if now.size != before.size:
-                reasons.append(f"data shard {path.name} changed size during the run ({before.size} -> {now.size} bytes)")
+                reasons.append(f"data shard {path.name} changed size during the run "
+                               f"({before.size} -> {now.size} bytes)")
             elif now.digest != before.digest:
                 reasons.append(f"data shard {path.name} was modified during the run (content hash changed)")
             elif now.mtime_ns != before.mtime_ns:

@@ -14,14 +14,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import __version__, integrity, metrics, results, runner
-from .contract import contract_reasons
-from .dataguard import DataGuard
-from .leaks import leak_reasons
 from .agents.base import Agent, AgentContext
+from .contract import contract_reasons
 from .data import Dataset
+from .dataguard import DataGuard
 from .errors import AgentError, MetricsError, SpeedrunError
 from .hints import hint_text, regime_label
 from .integrity import Verdict
+from .leaks import leak_reasons
 from .scoring import Reference, Score, score
 from .tasks import Task
 
