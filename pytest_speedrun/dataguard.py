@@ -39,10 +39,11 @@ def shard_state(path: Path) -> ShardState:
                 h.update(chunk)
             sampled = False
         else:
-            step = (st.st_size - _BLOCK) // (_BLOCKS - 1)
+            block = min(_BLOCK, st.st_size)
+            step = (st.st_size - block) // (_BLOCKS - 1)
             for i in range(_BLOCKS):
                 f.seek(i * step)
-                h.update(f.read(_BLOCK))
+                h.update(f.read(block))
             sampled = True
     return ShardState(size=st.st_size, mtime_ns=st.st_mtime_ns, digest=h.hexdigest(), sampled=sampled)
 
