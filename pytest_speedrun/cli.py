@@ -17,6 +17,14 @@ def _parse_log(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from .render import write_report
+
+    md, html, plots = write_report([Path(p) for p in args.results], Path(args.out))
+    print(f"wrote {md} and {html}" + (f" with {len(plots)} plot(s)" if plots else " (no plots: matplotlib missing)"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pytest-speedrun", description="Tools for the pytest-speedrun benchmark.")
     parser.add_argument("--version", action="version", version=f"pytest-speedrun {__version__}")
@@ -25,6 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("logfile", help="log of a NanoGPT speedrun record script (any record's format)")
     p.add_argument("--script", help="the script that wrote the log: its echoed source lines are ignored")
     p.set_defaults(func=_parse_log)
+    p = sub.add_parser("report", help="render results stores to Markdown, HTML and PNG plots")
+    p.add_argument("results", nargs="+", help="results store directories (e.g. .speedrun) or results.jsonl files")
+    p.add_argument("--out", default="speedrun-report", help="output directory (default: speedrun-report)")
+    p.set_defaults(func=_report)
     return parser
 
 

@@ -22,6 +22,7 @@ from .errors import AgentError, MetricsError, SpeedrunError
 from .hints import hint_text, regime_label
 from .integrity import Verdict
 from .leaks import leak_reasons
+from .sandbox import Sandbox
 from .scoring import Reference, Score, score
 from .tasks import Task
 
@@ -46,6 +47,8 @@ class RunSettings:
     python: str = sys.executable
     timeout_s: float | None = None  # None: the task's launch.timeout_s
     nproc: int | None = None  # None: the task's launch.nproc_per_node
+    sandbox: Sandbox = Sandbox("none", True)
+    max_memory_bytes: int | None = None
 
 
 def execute_script(script: Path, task: Task, settings: RunSettings, seed: int, log_path: Path) -> Execution:
@@ -56,7 +59,9 @@ def execute_script(script: Path, task: Task, settings: RunSettings, seed: int, l
         val_tokens=settings.dataset.val_tokens, task_env=task.launch.env, seed=seed, threads=settings.threads,
     )
     spec = runner.RunSpec(script=script, workdir=script.parent, log_path=log_path, env=env, timeout_s=timeout,
-                          nproc=settings.nproc or task.launch.nproc_per_node, python=settings.python)
+                          nproc=settings.nproc or task.launch.nproc_per_node, python=settings.python,
+                          prefix=tuple(settings.sandbox.prefix(script.parent, (settings.dataset.root,))),
+                          max_memory_bytes=settings.max_memory_bytes)
     outcome = runner.run(spec)
     parsed, error = None, None
     try:

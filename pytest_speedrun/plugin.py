@@ -19,6 +19,7 @@ from .harness import ItemRequest, ItemResult, RunSettings, run_item
 from .hints import regime_label
 from .resources import cpu_threads
 from .results import item_dir, new_session_id
+from .sandbox import probe as probe_sandbox
 from .settings import Settings, build_settings
 from .tasks import Task, find_suite, load_task
 
@@ -65,6 +66,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="CPU threads per run (default: usable cores / xdist workers)")
     g.addoption("--speedrun-python", metavar="PATH", help="interpreter for training runs (default: this one)")
     g.addoption("--speedrun-data", metavar="DIR", help="directory of FineWeb .bin shards (NanoGPT suite)")
+    g.addoption("--speedrun-allow-suspicious", action="store_true",
+                help="let implausible results pass (the reasons are still reported)")
+    g.addoption("--speedrun-sandbox", default="none", metavar="none|netns|bwrap",
+                help="isolate training runs: no network (netns), plus a read-only file system (bwrap)")
+    g.addoption("--speedrun-max-memory", metavar="SIZE", help="address-space limit per run process, e.g. 32G")
     parser.addini("speedrun_suites", type="linelist", default=[],
                   help="suites collected when --speedrun-suite is not given")
     parser.addini("speedrun_agent", default="", help="default --speedrun-agent")
@@ -88,7 +94,8 @@ def pytest_configure(config: pytest.Config) -> None:
             results_dir=_path(opt.speedrun_results, cwd) or config.rootpath / ".speedrun",
             cache_dir=_path(opt.speedrun_cache_dir, cwd), timeout_s=opt.speedrun_timeout,
             agent_timeout_s=opt.speedrun_agent_timeout, threads=opt.speedrun_threads, python=opt.speedrun_python,
-            data_dir=_path(opt.speedrun_data, cwd),
+            data_dir=_path(opt.speedrun_data, cwd), allow_suspicious=opt.speedrun_allow_suspicious,
+            sandbox=opt.speedrun_sandbox, max_memory=opt.speedrun_max_memory,
         )
         agent = _make_agent(config, settings.agent) if settings.agent else None
     except SpeedrunError as exc:
@@ -101,6 +108,18 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(RowCollector(config.stash[STATE].rows), "speedrun-rows")
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistHooks(), "speedrun-xdist")
+
+
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
+    state = config.stash.get(STATE, None)
+    if state is None or not state.settings.suites:
+        return None
+    s = state.settings
+    lines = [f"speedrun: agent {s.agent or '(none: task items skip)'}, suites {', '.join(s.suites)}, "
+             f"results {s.results_dir}"]
+    if s.agent and s.sandbox != "none":
+        lines.append("speedrun " + probe_sandbox(s.sandbox).describe())
+    return lines
 
 
 def _make_agent(config: pytest.Config, spec: str) -> Agent:
@@ -197,7 +216,8 @@ class SpeedrunItem(pytest.Item):
             else:
                 dataset = fineweb_dataset(s.data_dir, self.task.train_shards)
             run_settings = RunSettings(dataset=dataset, threads=cpu_threads(override=s.threads), python=s.python,
-                                       timeout_s=s.timeout_s)
+                                       timeout_s=s.timeout_s, sandbox=probe_sandbox(s.sandbox),
+                                       max_memory_bytes=s.max_memory_bytes)
             calibrator = Calibrator(cache_dir=s.cache_dir, settings=run_settings, runs=s.calibration_runs,
                                     force_before=state.session_started if s.calibrate else None)
             reference = calibrator.reference(self.task)
@@ -205,7 +225,7 @@ class SpeedrunItem(pytest.Item):
             req = ItemRequest(task=self.task, agent=state.agent, regime=self.regime, seed=self.seed,
                               settings=run_settings, reference=reference,
                               artifacts_dir=item_dir(s.results_dir, state.session_id, self.name),
-                              agent_timeout_s=s.agent_timeout_s)
+                              agent_timeout_s=s.agent_timeout_s, allow_suspicious=s.allow_suspicious)
             result = run_item(req)
         except MissingInput as exc:
             pytest.skip(str(exc))

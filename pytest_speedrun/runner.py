@@ -10,12 +10,15 @@ holding a GPU or a port.
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from .errors import RunError
@@ -44,6 +47,8 @@ class RunSpec:
     nproc: int = 1
     python: str = sys.executable
     extra_args: tuple[str, ...] = ()
+    prefix: tuple[str, ...] = ()  # sandbox wrapper, e.g. ("bwrap", ..., "--")
+    max_memory_bytes: int | None = None  # RLIMIT_AS of the run's processes
 
 
 @dataclass(frozen=True)
@@ -85,9 +90,28 @@ def contract_env(
 def command_for(spec: RunSpec) -> list[str]:
     """`python script` for one process; `torchrun --standalone --nproc_per_node=N script` for several."""
     if spec.nproc == 1:
-        return [spec.python, str(spec.script), *spec.extra_args]
-    return [spec.python, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={spec.nproc}",
-            str(spec.script), *spec.extra_args]
+        return [*spec.prefix, spec.python, str(spec.script), *spec.extra_args]
+    return [*spec.prefix, spec.python, "-m", "torch.distributed.run", "--standalone",
+            f"--nproc_per_node={spec.nproc}", str(spec.script), *spec.extra_args]
+
+
+@lru_cache(maxsize=16)
+def _has_torchrun(python: str) -> bool:
+    probe = subprocess.run([python, "-c", "import torch.distributed.run"], capture_output=True, timeout=300)
+    return probe.returncode == 0
+
+
+def check_launcher(spec: RunSpec) -> None:
+    """Fail early, in one line, when a multi-process run cannot find torchrun in the run's interpreter."""
+    if spec.nproc > 1 and not _has_torchrun(spec.python):
+        raise RunError(f"torchrun is not available to {spec.python} (import torch.distributed.run failed); "
+                       f"install torch there or set --speedrun-python; nproc_per_node={spec.nproc} needs it")
+
+
+def _limit_memory(limit: int) -> Callable[[], None]:
+    def apply() -> None:  # runs in the child between fork and exec
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    return apply
 
 
 def _marked_pids(marker: str) -> list[int]:
@@ -134,6 +158,7 @@ def kill_run(pgid: int, marker: str | None = None, proc: subprocess.Popen | None
 
 def run(spec: RunSpec) -> RunOutcome:
     """Run `spec` to completion or timeout; stdout and stderr go to `spec.log_path`."""
+    check_launcher(spec)
     cmd = command_for(spec)
     marker = uuid.uuid4().hex
     env = dict(spec.env, **{RUN_MARKER: marker})
@@ -142,7 +167,8 @@ def run(spec: RunSpec) -> RunOutcome:
         start = time.perf_counter()
         try:
             proc = subprocess.Popen(cmd, cwd=spec.workdir, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
+                                    stderr=subprocess.STDOUT, start_new_session=True,
+                                    preexec_fn=_limit_memory(spec.max_memory_bytes) if spec.max_memory_bytes else None)
         except OSError as exc:
             raise RunError(f"cannot start {cmd[0]!r}: {exc.strerror}; check --speedrun-python") from None
         timed_out = False

@@ -6,7 +6,6 @@ speedup was fully recovered, above 1 means faster than the next record.
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import asdict, dataclass
 
 
@@ -42,10 +41,3 @@ def score(train_time_ms: float, t_start_ms: float, t_target_ms: float) -> Score:
         t_start_ms=t_start_ms, t_target_ms=t_target_ms, train_time_ms=train_time_ms,
         speedup=t_start_ms / train_time_ms, fsr=(t_start_ms - train_time_ms) / (t_start_ms - t_target_ms),
     )
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for a single value)."""
-    if not values:
-        raise ValueError("no values")
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)

@@ -11,6 +11,7 @@ import platformdirs
 
 from .errors import UsageError
 from .hints import parse_regimes
+from .sandbox import KINDS
 
 CACHE_ENV = "PYTEST_SPEEDRUN_CACHE"
 
@@ -36,7 +37,26 @@ class Settings:
     threads: int | None
     python: str = sys.executable
     data_dir: Path | None = None
+    allow_suspicious: bool = False
+    sandbox: str = "none"
+    max_memory_bytes: int | None = None
     extra: dict = field(default_factory=dict)
+
+
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_memory(value: str) -> int:
+    """'16G', '512M', '1073741824' -> bytes; UsageError naming the option otherwise."""
+    text = value.strip().upper().removesuffix("B").removesuffix("I")
+    unit = text[-1] if text and text[-1] in _UNITS else ""
+    try:
+        number = float(text[: len(text) - len(unit)])
+    except ValueError:
+        raise UsageError(f"--speedrun-max-memory={value}: not a size; use e.g. 16G or 512M") from None
+    if number <= 0:
+        raise UsageError(f"--speedrun-max-memory={value}: must be positive")
+    return int(number * _UNITS[unit])
 
 
 def _positive(name: str, value: float | None, *, allow_zero: bool = False) -> None:
@@ -48,6 +68,7 @@ def build_settings(
     *, agent: str | None, suites: list[str], hints: str, seeds: int, min_fsr: float | None, calibrate: bool,
     calibration_runs: int, results_dir: Path, cache_dir: Path | None, timeout_s: float | None,
     agent_timeout_s: float, threads: int | None, python: str | None, data_dir: Path | None,
+    allow_suspicious: bool = False, sandbox: str = "none", max_memory: str | None = None,
 ) -> Settings:
     """Validate option values; raise UsageError naming the option on the first bad one."""
     _positive("--speedrun-seeds", seeds)
@@ -59,9 +80,23 @@ def build_settings(
         raise UsageError(f"--speedrun-data={data_dir}: not a directory; point it at the folder holding the .bin shards")
     if python is not None and not Path(python).exists():
         raise UsageError(f"--speedrun-python={python}: no such interpreter")
+    if sandbox not in KINDS:
+        raise UsageError(f"--speedrun-sandbox={sandbox}: unknown sandbox; use one of {', '.join(KINDS)}")
+    _check_writable("--speedrun-results", results_dir)
     return Settings(
         agent=agent or None, suites=tuple(dict.fromkeys(suites)), regimes=tuple(parse_regimes(hints)), seeds=seeds,
         min_fsr=min_fsr, calibrate=calibrate, calibration_runs=calibration_runs, results_dir=results_dir,
         cache_dir=cache_dir or default_cache_dir(), timeout_s=timeout_s, agent_timeout_s=agent_timeout_s,
-        threads=threads, python=python or sys.executable, data_dir=data_dir,
+        threads=threads, python=python or sys.executable, data_dir=data_dir, allow_suspicious=allow_suspicious,
+        sandbox=sandbox, max_memory_bytes=parse_memory(max_memory) if max_memory else None,
     )
+
+
+def _check_writable(option: str, path: Path) -> None:
+    """The results store must be writable before anything runs: results are never computed to be lost."""
+    probe = path
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK):
+        raise UsageError(f"{option}={path}: not writable ({probe} is not a writable directory); "
+                         "choose another directory")

@@ -1,6 +1,6 @@
 import pytest
 
-from pytest_speedrun.scoring import mean_std, score
+from pytest_speedrun.scoring import score
 
 
 def test_fsr_is_fraction_of_speedup_recovered() -> None:
@@ -16,8 +16,3 @@ def test_fsr_anchors(t: float, fsr: float) -> None:
 def test_reference_times_must_be_ordered() -> None:
     with pytest.raises(ValueError, match="must be less than"):
         score(500, 700, 700)
-
-
-def test_mean_std() -> None:
-    assert mean_std([1.0]) == (1.0, 0.0)
-    assert mean_std([1.0, 3.0]) == pytest.approx((2.0, 2 ** 0.5))
