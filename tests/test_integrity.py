@@ -71,3 +71,10 @@ def test_workspace_leaks(tmp_path: Path) -> None:
     assert any(r.startswith("workspace file notes.txt refers to") for r in reasons)
     assert any(r.startswith("workspace file h.md is a link to") for r in reasons)
     assert "workspace file copy.py is a copy of the target record's script" in reasons
+
+
+def test_a_final_line_beyond_the_last_training_step_is_tampered() -> None:
+    m = Metrics(val_loss=1.9, train_time_ms=800, step=100, steps=100, last_train_step=50, last_train_time_ms=400)
+    v = integrity.judge(_outcome(), m, None, 2.0, 60)
+    assert v == Verdict("tampered", ("the final validation line claims step 100/100 but the last training step "
+                                     "logged is 50",))
