@@ -10,6 +10,8 @@ import json
 import shutil
 import sys
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from .errors import AgentError, MetricsError, SpeedrunError
 from .hints import hint_text, regime_label
 from .integrity import Verdict
 from .leaks import leak_reasons
+from .resources import Lease, no_lease
 from .sandbox import Sandbox
 from .scoring import Reference, Score, score
 from .tasks import Task
@@ -49,20 +52,27 @@ class RunSettings:
     nproc: int | None = None  # None: the task's launch.nproc_per_node
     sandbox: Sandbox = Sandbox("none", True)
     max_memory_bytes: int | None = None
+    lease: Callable[[], AbstractContextManager[Lease]] = no_lease  # devices for each run, held only while it runs
+    compile_cache: Path | None = None  # per-lease TORCHINDUCTOR/TRITON cache root
+    session_id: str = ""  # marks every process of the session, for cleanup after a crash or signal
 
 
 def execute_script(script: Path, task: Task, settings: RunSettings, seed: int, log_path: Path) -> Execution:
     """Run `script` (in its own directory) under the env contract and judge the result."""
     timeout = settings.timeout_s or task.launch.timeout_s
-    env = runner.contract_env(
-        train_glob=settings.dataset.train_glob, val_glob=settings.dataset.val_glob,
-        val_tokens=settings.dataset.val_tokens, task_env=task.launch.env, seed=seed, threads=settings.threads,
-    )
-    spec = runner.RunSpec(script=script, workdir=script.parent, log_path=log_path, env=env, timeout_s=timeout,
-                          nproc=settings.nproc or task.launch.nproc_per_node, python=settings.python,
-                          prefix=tuple(settings.sandbox.prefix(script.parent, (settings.dataset.root,))),
-                          max_memory_bytes=settings.max_memory_bytes)
-    outcome = runner.run(spec)
+    with settings.lease() as lease:
+        env = runner.contract_env(
+            train_glob=settings.dataset.train_glob, val_glob=settings.dataset.val_glob,
+            val_tokens=settings.dataset.val_tokens, task_env=task.launch.env, seed=seed, threads=settings.threads,
+        )
+        env.update(lease.env(settings.compile_cache))
+        if settings.session_id:
+            env[runner.SESSION_MARKER] = settings.session_id
+        spec = runner.RunSpec(script=script, workdir=script.parent, log_path=log_path, env=env, timeout_s=timeout,
+                              nproc=settings.nproc or task.launch.nproc_per_node, python=settings.python,
+                              prefix=tuple(settings.sandbox.prefix(script.parent, (settings.dataset.root,))),
+                              max_memory_bytes=settings.max_memory_bytes, cpu_affinity=lease.cores)
+        outcome = runner.run(spec)
     parsed, error = None, None
     try:
         parsed = metrics.parse_log(log_path, script)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import time
+import signal
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,14 +13,11 @@ import pytest
 from . import hookspec, report
 from .agents.base import Agent
 from .agents.registry import available_agents, make_agent
-from .calibrate import Calibrator
-from .data import ensure_tiny_dataset, fineweb_dataset
 from .errors import MissingInput, SpeedrunError
-from .harness import ItemRequest, ItemResult, RunSettings, run_item
+from .harness import ItemResult
 from .hints import regime_label
-from .resources import cpu_threads
-from .results import item_dir, new_session_id
 from .sandbox import probe as probe_sandbox
+from .session import SessionInfo, SpeedrunSession, outer_timeout_s
 from .settings import Settings, build_settings
 from .tasks import Task, find_suite, load_task
 
@@ -29,10 +27,9 @@ SESSION_KEY = "speedrun_session"
 @dataclass
 class SpeedrunState:
     settings: Settings
-    agent: Agent | None
-    session_id: str
-    session_started: float
+    session: SpeedrunSession
     rows: list[dict[str, Any]] = field(default_factory=list)
+    previous_sigterm: Any = None
 
 
 STATE = pytest.StashKey[SpeedrunState]()
@@ -71,6 +68,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--speedrun-sandbox", default="none", metavar="none|netns|bwrap",
                 help="isolate training runs: no network (netns), plus a read-only file system (bwrap)")
     g.addoption("--speedrun-max-memory", metavar="SIZE", help="address-space limit per run process, e.g. 32G")
+    g.addoption("--speedrun-gpus", metavar="IDS", help="GPU ids to use, e.g. 0,1,2,3 (default: CUDA_VISIBLE_DEVICES, "
+                "else nvidia-smi -L)")
+    g.addoption("--speedrun-nproc", type=int, default=None, metavar="N",
+                help="processes (GPUs) per run, overriding the manifest; unsupported counts skip")
     parser.addini("speedrun_suites", type="linelist", default=[],
                   help="suites collected when --speedrun-suite is not given")
     parser.addini("speedrun_agent", default="", help="default --speedrun-agent")
@@ -95,19 +96,40 @@ def pytest_configure(config: pytest.Config) -> None:
             cache_dir=_path(opt.speedrun_cache_dir, cwd), timeout_s=opt.speedrun_timeout,
             agent_timeout_s=opt.speedrun_agent_timeout, threads=opt.speedrun_threads, python=opt.speedrun_python,
             data_dir=_path(opt.speedrun_data, cwd), allow_suspicious=opt.speedrun_allow_suspicious,
-            sandbox=opt.speedrun_sandbox, max_memory=opt.speedrun_max_memory,
+            sandbox=opt.speedrun_sandbox, max_memory=opt.speedrun_max_memory, nproc=opt.speedrun_nproc,
+            gpus=opt.speedrun_gpus,
         )
         agent = _make_agent(config, settings.agent) if settings.agent else None
     except SpeedrunError as exc:
         raise pytest.UsageError(str(exc)) from None
     workerinput = getattr(config, "workerinput", None)
-    session_id = workerinput[SESSION_KEY] if workerinput and SESSION_KEY in workerinput else new_session_id()
-    started = workerinput.get(SESSION_KEY + "_started", time.time()) if workerinput else time.time()
-    config.stash[STATE] = SpeedrunState(settings=settings, agent=agent, session_id=session_id,
-                                        session_started=started)
-    config.pluginmanager.register(RowCollector(config.stash[STATE].rows), "speedrun-rows")
+    if workerinput and SESSION_KEY in workerinput:
+        info, owner = SessionInfo.from_json(workerinput[SESSION_KEY]), False
+    else:
+        info, owner = SessionInfo.create(settings.gpus), True
+    workers = int(workerinput.get("workercount", 1)) if workerinput else 1
+    state = SpeedrunState(settings=settings, session=SpeedrunSession(settings, agent, info, workers, owner))
+    config.stash[STATE] = state
+    config.pluginmanager.register(RowCollector(state.rows), "speedrun-rows")
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistHooks(), "speedrun-xdist")
+    # SIGTERM becomes KeyboardInterrupt, so runs are killed and leases released as on Ctrl-C.
+    if threading.current_thread() is threading.main_thread() and \
+            signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        state.previous_sigterm = signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
+
+
+def _sigterm_to_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt("SIGTERM")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = config.stash.get(STATE, None)
+    if state is None:
+        return
+    state.session.close()
+    if state.previous_sigterm is not None:
+        signal.signal(signal.SIGTERM, state.previous_sigterm)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
@@ -131,13 +153,12 @@ def _make_agent(config: pytest.Config, spec: str) -> Agent:
 
 
 class XdistHooks:
-    """Registered only when pytest-xdist is present: hand the controller's session id to every worker."""
+    """Registered only when pytest-xdist is present: hand the controller's session (id, GPUs, lease pool) to
+    every worker."""
 
     @pytest.hookimpl
     def pytest_configure_node(self, node: Any) -> None:
-        state = node.config.stash[STATE]
-        node.workerinput[SESSION_KEY] = state.session_id
-        node.workerinput[SESSION_KEY + "_started"] = state.session_started
+        node.workerinput[SESSION_KEY] = node.config.stash[STATE].session.info.to_json()
 
 
 # --- collection -------------------------------------------------------------------------------------------
@@ -163,6 +184,8 @@ class ManifestCollector(pytest.Collector):
                 name = f"{task.id}[h{regime_label(regime)}-s{seed}]"
                 item = SpeedrunItem.from_parent(self, name=name, task=task, regime=regime, seed=seed)
                 item.add_marker(pytest.mark.speedrun)
+                if self.config.pluginmanager.hasplugin("timeout"):
+                    item.add_marker(pytest.mark.timeout(outer_timeout_s(task, settings)))
                 items.append(item)
         return items
 
@@ -203,39 +226,30 @@ class SpeedrunItem(pytest.Item):
 
     def setup(self) -> None:
         state = self.config.stash[STATE]
-        if state.agent is None:
+        if state.session.agent is None:
             pytest.skip(f"no agent: run the benchmark with --speedrun-agent=oracle (or one of: "
                         f"{', '.join(available_agents())})")
 
     def runtest(self) -> None:
         state = self.config.stash[STATE]
-        s = state.settings
         try:
-            if self.task.dataset == "tiny":
-                dataset = ensure_tiny_dataset(s.cache_dir)
-            else:
-                dataset = fineweb_dataset(s.data_dir, self.task.train_shards)
-            run_settings = RunSettings(dataset=dataset, threads=cpu_threads(override=s.threads), python=s.python,
-                                       timeout_s=s.timeout_s, sandbox=probe_sandbox(s.sandbox),
-                                       max_memory_bytes=s.max_memory_bytes)
-            calibrator = Calibrator(cache_dir=s.cache_dir, settings=run_settings, runs=s.calibration_runs,
-                                    force_before=state.session_started if s.calibrate else None)
-            reference = calibrator.reference(self.task)
-            assert state.agent is not None
-            req = ItemRequest(task=self.task, agent=state.agent, regime=self.regime, seed=self.seed,
-                              settings=run_settings, reference=reference,
-                              artifacts_dir=item_dir(s.results_dir, state.session_id, self.name),
-                              agent_timeout_s=s.agent_timeout_s, allow_suspicious=s.allow_suspicious)
-            result = run_item(req)
+            result = state.session.run(self.task, self.regime, self.seed, self.name, on_wait=self._waiting)
         except MissingInput as exc:
             pytest.skip(str(exc))
         except SpeedrunError as exc:
             raise SpeedrunFailure(f"{self.task.id}: {exc}") from None
         self.result = result
         self.user_properties.extend(report.user_properties(result))
-        message = report.failure_message(result, s.min_fsr)
+        message = report.failure_message(result, state.settings.min_fsr)
         if message:
             raise SpeedrunFailure(message)
+
+    def _waiting(self, what: str) -> None:
+        """Lease waits show in verbose output (without xdist: the terminal; with it: the item's report)."""
+        self.add_report_section("call", "speedrun", what)
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None and self.config.option.verbose > 0 and not hasattr(self.config, "workerinput"):
+            reporter.write_line(f"[speedrun] {what}")
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style=None) -> str:  # type: ignore[override]
         if isinstance(excinfo.value, SpeedrunFailure):

@@ -1,19 +1,36 @@
-"""Compute resources for a run. For now: how many CPU threads a run may use.
+"""Devices for runs: GPU discovery (never through torch in the controller), and leases of GPUs and CPU cores
+from a pool shared by every xdist worker.
 
-Runs started by different xdist workers share the machine, so each gets an equal slice of the cores the
-pytest process may use; the slice is handed to the run as OMP_NUM_THREADS (torch honours it).
+The pool is a JSON file guarded by a file lock in a directory the controller creates and hands to workers
+(through `workerinput`), so `--dist load` and `--dist worksteal` share it alike. A lease is all-or-nothing: a
+run never starts with part of what it needs. Leases held by a process that died are reclaimed.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from filelock import FileLock
+
+from .errors import MissingInput, UsageError
+
+_UUID = re.compile(r"\(UUID:\s*([^)]+)\)")
 
 
-def usable_cores() -> int:
+def usable_cores() -> list[int]:
     try:
-        return len(os.sched_getaffinity(0))
+        return sorted(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - macOS/Windows
-        return os.cpu_count() or 1
+        return list(range(os.cpu_count() or 1))
 
 
 def cpu_threads(workers: int | None = None, override: int | None = None) -> int:
@@ -22,4 +39,160 @@ def cpu_threads(workers: int | None = None, override: int | None = None) -> int:
         return max(1, override)
     if workers is None:
         workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
-    return max(1, usable_cores() // max(1, workers))
+    return max(1, len(usable_cores()) // max(1, workers))
+
+
+def parse_gpu_list(text: str, option: str = "--speedrun-gpus") -> list[str]:
+    ids = [x.strip() for x in text.split(",")]
+    if any(not x for x in ids) or len(set(ids)) != len(ids):
+        raise UsageError(f"{option}={text}: expected distinct comma-separated GPU ids, e.g. 0,1,2,3")
+    return ids
+
+
+def discover_gpus(override: str | None = None, env: dict[str, str] | None = None,
+                  nvidia_smi: str = "nvidia-smi") -> list[str]:
+    """GPU ids runs may use, as values for CUDA_VISIBLE_DEVICES.
+
+    `--speedrun-gpus` wins; else the user's CUDA_VISIBLE_DEVICES (its entries, never physical indices, so a
+    slice of it is what runs see); else `nvidia-smi -L` (UUIDs where it prints them); else none."""
+    env = os.environ if env is None else env
+    if override:
+        return parse_gpu_list(override)
+    visible = env.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        ids = [x.strip() for x in visible.split(",") if x.strip()]
+        return [] if ids in ([], ["-1"]) or ids[0].startswith("-") else ids
+    exe = shutil.which(nvidia_smi, path=env.get("PATH"))
+    if exe is None:
+        return []
+    try:
+        out = subprocess.run([exe, "-L"], capture_output=True, text=True, timeout=30, env=dict(env)).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    ids = []
+    for i, line in enumerate(ln for ln in out.splitlines() if ln.startswith("GPU ")):
+        m = _UUID.search(line)
+        ids.append(m.group(1).strip() if m else str(i))
+    return ids
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Devices held by one run. `slot` names the set, for per-lease compile caches."""
+
+    gpus: tuple[str, ...]
+    cores: tuple[int, ...]
+    token: str = ""
+
+    @property
+    def slot(self) -> str:
+        body = "-".join(self.gpus) if self.gpus else "cpu" + "-".join(map(str, self.cores))
+        return re.sub(r"[^A-Za-z0-9_.-]", "_", body)[:100]
+
+    def env(self, cache_root: Path | None = None) -> dict[str, str]:
+        env: dict[str, str] = {}
+        if self.cores:
+            for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+                env[var] = str(len(self.cores))
+        if self.gpus:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(self.gpus)
+        if cache_root is not None:
+            # Kept across runs on the same devices, so compile caches stay warm; never shared by two runs.
+            env["TORCHINDUCTOR_CACHE_DIR"] = str(cache_root / "inductor" / self.slot)
+            env["TRITON_CACHE_DIR"] = str(cache_root / "triton" / self.slot)
+        return env
+
+
+@dataclass
+class LeasePool:
+    """A pool of GPUs and CPU cores in `directory`, shared by every process that opens the same directory."""
+
+    directory: Path
+    gpus: list[str]
+    cores: list[int]
+    poll_s: float = 0.2
+    on_wait: Callable[[str], None] | None = None
+    _held: list[Lease] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock = FileLock(str(self.directory / "pool.lock"))
+        self._state = self.directory / "pool.json"
+
+    def _read(self) -> dict:
+        try:
+            state = json.loads(self._state.read_text())
+        except (OSError, ValueError):
+            state = {"gpus": {}, "cores": {}}
+        for kind in ("gpus", "cores"):  # reclaim what dead processes held
+            state[kind] = {k: v for k, v in state[kind].items() if _pid_alive(int(v.split(":")[0]))}
+        return state
+
+    def _write(self, state: dict) -> None:
+        tmp = self._state.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, sort_keys=True))
+        os.replace(tmp, self._state)
+
+    def try_acquire(self, n_gpus: int, n_cores: int) -> Lease | None:
+        token = f"{os.getpid()}:{time.monotonic_ns()}"
+        with self._lock:
+            state = self._read()
+            free_g = [g for g in self.gpus if g not in state["gpus"]]
+            free_c = [c for c in self.cores if str(c) not in state["cores"]]
+            if len(free_g) < n_gpus or len(free_c) < n_cores:
+                return None
+            lease = Lease(gpus=tuple(free_g[:n_gpus]), cores=tuple(free_c[:n_cores]), token=token)
+            state["gpus"].update({g: token for g in lease.gpus})
+            state["cores"].update({str(c): token for c in lease.cores})
+            self._write(state)
+        self._held.append(lease)
+        return lease
+
+    def release(self, lease: Lease) -> None:
+        with self._lock:
+            state = self._read()
+            for kind in ("gpus", "cores"):
+                state[kind] = {k: v for k, v in state[kind].items() if v != lease.token}
+            self._write(state)
+        if lease in self._held:
+            self._held.remove(lease)
+
+    def release_all(self) -> None:
+        for lease in list(self._held):
+            self.release(lease)
+
+    @contextmanager
+    def lease(self, n_gpus: int, n_cores: int, who: str = "") -> Iterator[Lease]:
+        """Block until `n_gpus` GPUs and `n_cores` cores are free together; release them afterwards."""
+        if n_gpus > len(self.gpus):
+            raise MissingInput(f"needs {n_gpus} GPU(s), this machine offers {len(self.gpus)} "
+                               f"({', '.join(self.gpus) or 'none'}); use a node with more GPUs or --speedrun-nproc")
+        n_cores = min(n_cores, len(self.cores))
+        lease = self.try_acquire(n_gpus, n_cores)
+        waited = False
+        while lease is None:
+            if not waited and self.on_wait is not None:
+                self.on_wait(f"{who} waiting for {n_gpus} GPU(s) and {n_cores} core(s)")
+                waited = True
+            time.sleep(self.poll_s)
+            lease = self.try_acquire(n_gpus, n_cores)
+        try:
+            yield lease
+        finally:
+            self.release(lease)
+
+
+@contextmanager
+def no_lease() -> Iterator[Lease]:
+    """What runs get outside a pool (plain library use): no GPUs assigned, no core pinning."""
+    yield Lease(gpus=(), cores=())
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -32,6 +32,7 @@ PASSTHROUGH = (
 )
 PASSTHROUGH_PREFIXES = ("NCCL_", "CUDA_", "TORCH_", "SLURM_")
 RUN_MARKER = "SPEEDRUN_RUN_ID"
+SESSION_MARKER = "SPEEDRUN_SESSION_ID"
 _TERM_GRACE_S = 5.0
 
 
@@ -49,6 +50,7 @@ class RunSpec:
     extra_args: tuple[str, ...] = ()
     prefix: tuple[str, ...] = ()  # sandbox wrapper, e.g. ("bwrap", ..., "--")
     max_memory_bytes: int | None = None  # RLIMIT_AS of the run's processes
+    cpu_affinity: tuple[int, ...] = ()  # cores the run's processes may use (Linux)
 
 
 @dataclass(frozen=True)
@@ -108,15 +110,34 @@ def check_launcher(spec: RunSpec) -> None:
                        f"install torch there or set --speedrun-python; nproc_per_node={spec.nproc} needs it")
 
 
-def _limit_memory(limit: int) -> Callable[[], None]:
-    def apply() -> None:  # runs in the child between fork and exec
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+def kill_session(session_id: str) -> int:
+    """SIGKILL every process of any run of this pytest session (by the session marker); returns how many."""
+    pids = _marked_pids(session_id, SESSION_MARKER)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    return len(pids)
+
+
+def _preexec(spec: RunSpec) -> Callable[[], None] | None:
+    """Limits applied in the child between fork and exec: address space and CPU affinity."""
+    if not spec.max_memory_bytes and not spec.cpu_affinity:
+        return None
+    limit, cores = spec.max_memory_bytes, spec.cpu_affinity
+
+    def apply() -> None:
+        if limit:
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        if cores and hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(0, cores)
     return apply
 
 
-def _marked_pids(marker: str) -> list[int]:
-    """PIDs whose environment carries this run's marker (Linux /proc; empty elsewhere)."""
-    needle = f"{RUN_MARKER}={marker}".encode()
+def _marked_pids(marker: str, var: str = RUN_MARKER) -> list[int]:
+    """PIDs whose environment carries `var=marker` (Linux /proc; empty elsewhere)."""
+    needle = f"{var}={marker}".encode()
     pids = []
     for entry in Path("/proc").glob("[0-9]*") if Path("/proc/self/environ").exists() else []:
         try:
@@ -168,7 +189,7 @@ def run(spec: RunSpec) -> RunOutcome:
         try:
             proc = subprocess.Popen(cmd, cwd=spec.workdir, env=env, stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True,
-                                    preexec_fn=_limit_memory(spec.max_memory_bytes) if spec.max_memory_bytes else None)
+                                    preexec_fn=_preexec(spec))
         except OSError as exc:
             raise RunError(f"cannot start {cmd[0]!r}: {exc.strerror}; check --speedrun-python") from None
         timed_out = False

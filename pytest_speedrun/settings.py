@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import platformdirs
 
 from .errors import UsageError
 from .hints import parse_regimes
+from .resources import parse_gpu_list
 from .sandbox import KINDS
 
 CACHE_ENV = "PYTEST_SPEEDRUN_CACHE"
@@ -40,7 +41,8 @@ class Settings:
     allow_suspicious: bool = False
     sandbox: str = "none"
     max_memory_bytes: int | None = None
-    extra: dict = field(default_factory=dict)
+    nproc: int | None = None
+    gpus: str | None = None
 
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -68,7 +70,8 @@ def build_settings(
     *, agent: str | None, suites: list[str], hints: str, seeds: int, min_fsr: float | None, calibrate: bool,
     calibration_runs: int, results_dir: Path, cache_dir: Path | None, timeout_s: float | None,
     agent_timeout_s: float, threads: int | None, python: str | None, data_dir: Path | None,
-    allow_suspicious: bool = False, sandbox: str = "none", max_memory: str | None = None,
+    allow_suspicious: bool = False, sandbox: str = "none", max_memory: str | None = None, nproc: int | None = None,
+    gpus: str | None = None,
 ) -> Settings:
     """Validate option values; raise UsageError naming the option on the first bad one."""
     _positive("--speedrun-seeds", seeds)
@@ -76,6 +79,9 @@ def build_settings(
     _positive("--speedrun-timeout", timeout_s)
     _positive("--speedrun-agent-timeout", agent_timeout_s)
     _positive("--speedrun-threads", threads)
+    _positive("--speedrun-nproc", nproc)
+    if gpus is not None:
+        parse_gpu_list(gpus)
     if data_dir is not None and not data_dir.is_dir():
         raise UsageError(f"--speedrun-data={data_dir}: not a directory; point it at the folder holding the .bin shards")
     if python is not None and not Path(python).exists():
@@ -88,7 +94,8 @@ def build_settings(
         min_fsr=min_fsr, calibrate=calibrate, calibration_runs=calibration_runs, results_dir=results_dir,
         cache_dir=cache_dir or default_cache_dir(), timeout_s=timeout_s, agent_timeout_s=agent_timeout_s,
         threads=threads, python=python or sys.executable, data_dir=data_dir, allow_suspicious=allow_suspicious,
-        sandbox=sandbox, max_memory_bytes=parse_memory(max_memory) if max_memory else None,
+        sandbox=sandbox, max_memory_bytes=parse_memory(max_memory) if max_memory else None, nproc=nproc,
+        gpus=gpus,
     )
 
 

@@ -1,0 +1,119 @@
+"""Per-session state and the path from a collected item to its result, without pytest.
+
+The controller creates the session (id, start time, GPU list, lease-pool directory) and hands the same
+`SessionInfo` to every xdist worker, so all of them share one pool, one results session and one cleanup
+marker.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .agents.base import Agent
+from .calibrate import Calibrator
+from .data import Dataset, ensure_tiny_dataset, fineweb_dataset
+from .errors import MissingInput
+from .harness import ItemRequest, ItemResult, RunSettings, run_item
+from .resources import LeasePool, cpu_threads, discover_gpus, usable_cores
+from .results import item_dir, new_session_id
+from .runner import kill_session
+from .sandbox import probe as probe_sandbox
+from .settings import Settings
+from .tasks import Task
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """What the controller shares with workers (plain JSON values, for xdist's workerinput)."""
+
+    session_id: str
+    started: float
+    pool_dir: str
+    gpus: tuple[str, ...]
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> SessionInfo:
+        return cls(session_id=data["session_id"], started=data["started"], pool_dir=data["pool_dir"],
+                   gpus=tuple(data["gpus"]))
+
+    @classmethod
+    def create(cls, gpus_override: str | None) -> SessionInfo:
+        return cls(session_id=new_session_id(), started=time.time(),
+                   pool_dir=tempfile.mkdtemp(prefix="speedrun-pool-"), gpus=tuple(discover_gpus(gpus_override)))
+
+
+class SpeedrunSession:
+    def __init__(self, settings: Settings, agent: Agent | None, info: SessionInfo, workers: int = 1,
+                 owner: bool = True) -> None:
+        self.settings, self.agent, self.info, self.owner = settings, agent, info, owner
+        self.workers = max(1, workers)
+        self.pool = LeasePool(Path(info.pool_dir), gpus=list(info.gpus), cores=usable_cores())
+
+    def needs(self, task: Task) -> tuple[int, int]:
+        """(GPUs, CPU cores) one run of `task` leases. Tasks that name supported GPU counts require GPUs; the
+        others (the tiny suite) use GPUs when the machine has them and the CPU otherwise."""
+        nproc = self.settings.nproc or task.launch.nproc_per_node
+        supported = task.launch.supported_gpu_counts
+        if supported and nproc not in supported:
+            raise MissingInput(f"task {task.id} supports {', '.join(map(str, supported))} GPU(s), not {nproc} "
+                               "(--speedrun-nproc); its semantics are never changed to fit")
+        gpus = nproc if supported or self.info.gpus else 0
+        return gpus, cpu_threads(self.workers, self.settings.threads)
+
+    def dataset(self, task: Task) -> Dataset:
+        if task.dataset == "tiny":
+            return ensure_tiny_dataset(self.settings.cache_dir)
+        return fineweb_dataset(self.settings.data_dir, task.train_shards)
+
+    def run_settings(self, task: Task, who: str, on_wait=None) -> RunSettings:
+        gpus, cores = self.needs(task)
+        if gpus > len(self.info.gpus):
+            raise MissingInput(f"task {task.id} needs {gpus} GPU(s), this machine offers {len(self.info.gpus)}"
+                               + (f" (torch timed: {task.launch.torch_version_timed})"
+                                  if task.launch.torch_version_timed else ""))
+        self.pool.on_wait = on_wait
+        s = self.settings
+        return RunSettings(
+            dataset=self.dataset(task), threads=cores, python=s.python, timeout_s=s.timeout_s, nproc=s.nproc,
+            sandbox=probe_sandbox(s.sandbox), max_memory_bytes=s.max_memory_bytes,
+            lease=lambda: self.pool.lease(gpus, cores, who=who), compile_cache=s.cache_dir / "compile",
+            session_id=self.info.session_id,
+        )
+
+    def run(self, task: Task, regime: tuple[int, ...], seed: int, name: str, on_wait=None) -> ItemResult:
+        """Everything an item does: data, reference times (calibrating if needed), the agent, the run."""
+        assert self.agent is not None
+        s = self.settings
+        run_settings = self.run_settings(task, name, on_wait)
+        calibrator = Calibrator(cache_dir=s.cache_dir, settings=run_settings, runs=s.calibration_runs,
+                                force_before=self.info.started if s.calibrate else None)
+        reference = calibrator.reference(task)
+        return run_item(ItemRequest(
+            task=task, agent=self.agent, regime=regime, seed=seed, settings=run_settings, reference=reference,
+            artifacts_dir=item_dir(s.results_dir, self.info.session_id, name), agent_timeout_s=s.agent_timeout_s,
+            allow_suspicious=s.allow_suspicious,
+        ))
+
+    def close(self) -> None:
+        """Release this process's leases. The owner (the controller, or the only process) also kills anything a
+        run of the session left behind (e.g. under a worker that crashed) and removes the pool; a worker must
+        not, since other workers may still be running."""
+        self.pool.release_all()
+        if self.owner:
+            kill_session(self.info.session_id)
+            shutil.rmtree(self.info.pool_dir, ignore_errors=True)
+
+
+def outer_timeout_s(task: Task, settings: Settings, margin_s: float = 300.0) -> float:
+    """pytest-timeout's outer safety net for an item: the agent, the calibration runs it may trigger and the run
+    itself, plus a margin. The harness's own process-group kill at the run timeout comes first."""
+    run_s = settings.timeout_s or task.launch.timeout_s
+    calibration_runs = 2 * settings.calibration_runs if task.reference == "calibrate" else 0
+    return settings.agent_timeout_s + run_s * (1 + calibration_runs) + margin_s
