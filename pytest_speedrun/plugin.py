@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,9 @@ from . import hookspec, report
 from .agents.base import Agent
 from .agents.registry import available_agents, make_agent
 from .errors import MissingInput, SpeedrunError
-from .harness import ItemResult
+from .harness import Execution, ItemResult
 from .hints import regime_label
+from .resources import Lease
 from .sandbox import probe as probe_sandbox
 from .session import SessionInfo, SpeedrunSession, outer_timeout_s
 from .settings import Settings, build_settings
@@ -84,6 +86,7 @@ def _path(value: str | None, base: Path) -> Path | None:
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "speedrun: a pytest-speedrun benchmark task item")
+    config.addinivalue_line("markers", "speedrun_gpus(n): GPUs the speedrun_gpus fixture leases (default 1)")
     opt = config.option
     cwd = Path.cwd()
     try:
@@ -255,6 +258,42 @@ class SpeedrunItem(pytest.Item):
         if isinstance(excinfo.value, SpeedrunFailure):
             return str(excinfo.value)
         return super().repr_failure(excinfo)
+
+
+# --- fixtures ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def speedrun_gpus(request: pytest.FixtureRequest) -> Iterator[Lease]:
+    """A lease of GPU ids (and a share of CPU cores) for the current test, from the pool every xdist worker
+    shares; `@pytest.mark.speedrun_gpus(n)` asks for n GPUs (default 1). Skips when the machine has fewer."""
+    marker = request.node.get_closest_marker("speedrun_gpus")
+    n = int(marker.args[0]) if marker and marker.args else 1
+    session = request.config.stash[STATE].session
+    if n > len(session.info.gpus):
+        pytest.skip(f"needs {n} GPU(s), this machine offers {len(session.info.gpus)}")
+    cores = session.needs_cores()
+    with session.pool.lease(n, cores, who=request.node.nodeid) as lease:
+        yield lease
+
+
+@pytest.fixture
+def speedrun_run(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[..., Execution]:
+    """Run a training script under the harness: `speedrun_run(script, target_val_loss=3.28, nproc=1,
+    timeout_s=3600, seed=0, data="tiny" | Path(fineweb_dir), env=None)` returns an `Execution` with `.outcome`
+    (exit code, wall time, log path), `.metrics` (parsed from the log by the harness) and `.verdict`."""
+    session = request.config.stash[STATE].session
+    counter = iter(range(1_000_000))
+
+    def run(script: str | Path, *, target_val_loss: float, **kwargs: Any) -> Execution:
+        workdir = tmp_path / f"speedrun-run-{next(counter)}"
+        try:
+            return session.run_script(Path(script), target_val_loss=target_val_loss, workdir=workdir,
+                                      who=request.node.nodeid, **kwargs)
+        except MissingInput as exc:
+            pytest.skip(str(exc))
+
+    return run
 
 
 # --- reporting --------------------------------------------------------------------------------------------

@@ -10,20 +10,20 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from .agents.base import Agent
 from .calibrate import Calibrator
 from .data import Dataset, ensure_tiny_dataset, fineweb_dataset
 from .errors import MissingInput
-from .harness import ItemRequest, ItemResult, RunSettings, run_item
+from .harness import SCRIPT_NAME, Execution, ItemRequest, ItemResult, RunSettings, execute_script, run_item
 from .resources import LeasePool, cpu_threads, discover_gpus, usable_cores
 from .results import item_dir, new_session_id
 from .runner import kill_session
 from .sandbox import probe as probe_sandbox
 from .settings import Settings
-from .tasks import Task
+from .tasks import Task, adhoc_task
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,10 @@ class SpeedrunSession:
             raise MissingInput(f"task {task.id} supports {', '.join(map(str, supported))} GPU(s), not {nproc} "
                                "(--speedrun-nproc); its semantics are never changed to fit")
         gpus = nproc if supported or self.info.gpus else 0
-        return gpus, cpu_threads(self.workers, self.settings.threads)
+        return gpus, self.needs_cores()
+
+    def needs_cores(self) -> int:
+        return cpu_threads(self.workers, self.settings.threads)
 
     def dataset(self, task: Task) -> Dataset:
         if task.dataset == "tiny":
@@ -100,6 +103,23 @@ class SpeedrunSession:
             artifacts_dir=item_dir(s.results_dir, self.info.session_id, name), agent_timeout_s=s.agent_timeout_s,
             allow_suspicious=s.allow_suspicious,
         ))
+
+    def run_script(self, script: Path, *, target_val_loss: float, workdir: Path, nproc: int = 1,
+                   timeout_s: float = 3600.0, seed: int = 0, data: str | Path = "tiny",
+                   env: dict[str, str] | None = None, who: str = "") -> Execution:
+        """Run one script under the harness (lease, env contract, timeout, log capture, parsing, judging)."""
+        dataset = "tiny" if data == "tiny" else "fineweb"
+        task = adhoc_task(script, target_val_loss=target_val_loss, nproc=nproc, timeout_s=timeout_s, env=env,
+                          dataset=dataset)
+        settings = self.run_settings(task, who or script.name)
+        if dataset == "fineweb":
+            settings = replace(settings, dataset=fineweb_dataset(Path(data), 1))
+        settings = replace(settings, timeout_s=timeout_s, nproc=nproc)
+        workdir.mkdir(parents=True, exist_ok=True)
+        local = workdir / SCRIPT_NAME
+        if local.resolve() != Path(script).resolve():
+            shutil.copyfile(script, local)
+        return execute_script(local, task, settings, seed, workdir / "run.log")
 
     def close(self) -> None:
         """Release this process's leases. The owner (the controller, or the only process) also kills anything a

@@ -241,3 +241,14 @@ def load_suite(suite_dir: Path) -> list[Task]:
             raise TaskError(f"{t.manifest}: key 'id': {t.id!r} is already used by {seen[t.id]}; ids must be unique")
         seen[t.id] = t.manifest
     return sorted(tasks, key=lambda t: t.id)
+
+
+def adhoc_task(script: Path, *, target_val_loss: float, nproc: int = 1, timeout_s: float = 3600.0,
+               env: dict[str, str] | None = None, dataset: str = "tiny") -> Task:
+    """A one-off task around a single script, for running it under the harness outside a suite (the
+    `speedrun_run` fixture). Its reference times are placeholders: it is judged, not scored."""
+    ref = ScriptRef(path=Path(script).resolve())
+    return Task(id=Path(script).stem, suite="adhoc", title=f"ad-hoc run of {Path(script).name}",
+                target_val_loss=target_val_loss, start=Record(0, ref, 2.0), target=Record(0, ref, 1.0),
+                launch=Launch(nproc_per_node=nproc, timeout_s=timeout_s, env=dict(env or {})), hints={},
+                manifest=ref.path, dataset=dataset)

@@ -1,0 +1,201 @@
+"""GPU discovery, the lease pool, and how items and fixtures use them (fake nvidia-smi on PATH)."""
+
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from fakes import manifest
+from pytest_speedrun.errors import MissingInput
+from pytest_speedrun.resources import LeasePool, cpu_threads, discover_gpus
+
+pytest_plugins = ["pytester"]
+
+
+def fake_nvidia_smi(bin_dir: Path, count: int) -> Path:
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    exe = bin_dir / "nvidia-smi"
+    lines = "\n".join(f"GPU {i}: NVIDIA H100 80GB HBM3 (UUID: GPU-{i:08d}-fake)" for i in range(count))
+    exe.write_text(f"#!/bin/sh\ncat <<'EOF'\n{lines}\nEOF\n")
+    exe.chmod(0o755)
+    return bin_dir
+
+
+def test_discovery_prefers_override_then_cuda_visible_devices_then_nvidia_smi(tmp_path: Path) -> None:
+    bin_dir = fake_nvidia_smi(tmp_path / "bin", 3)
+    path = f"{bin_dir}:{os.environ['PATH']}"
+    assert discover_gpus("4,5", env={"PATH": path}) == ["4", "5"]
+    assert discover_gpus(env={"PATH": path, "CUDA_VISIBLE_DEVICES": "3,5,6"}) == ["3", "5", "6"]
+    assert discover_gpus(env={"PATH": path, "CUDA_VISIBLE_DEVICES": ""}) == []
+    assert discover_gpus(env={"PATH": path}) == ["GPU-00000000-fake", "GPU-00000001-fake", "GPU-00000002-fake"]
+    assert discover_gpus(env={"PATH": str(tmp_path / "empty")}) == []
+
+
+def test_leases_are_disjoint_all_or_nothing_and_released(tmp_path: Path) -> None:
+    pool = LeasePool(tmp_path / "pool", gpus=["a", "b", "c"], cores=[0, 1])
+    first = pool.try_acquire(2, 1)
+    assert first is not None and first.gpus == ("a", "b") and first.cores == (0,)
+    assert pool.try_acquire(2, 1) is None  # only one GPU left: nothing is taken
+    other = LeasePool(tmp_path / "pool", gpus=["a", "b", "c"], cores=[0, 1])  # another worker, same pool
+    second = other.try_acquire(1, 1)
+    assert second is not None and second.gpus == ("c",) and second.cores == (1,)
+    pool.release(first)
+    assert other.try_acquire(2, 0) is not None
+
+
+def test_leases_of_dead_processes_are_reclaimed(tmp_path: Path) -> None:
+    pool = LeasePool(tmp_path / "pool", gpus=["a"], cores=[0])
+    (tmp_path / "pool" / "pool.json").write_text(json.dumps({"gpus": {"a": "999999999:1"}, "cores": {}}))
+    assert pool.try_acquire(1, 0) is not None
+
+
+def test_asking_for_more_gpus_than_exist_is_a_skip_with_the_numbers(tmp_path: Path) -> None:
+    pool = LeasePool(tmp_path / "pool", gpus=["a"], cores=[0])
+    with pytest.raises(MissingInput, match=r"needs 2 GPU\(s\), this machine offers 1 \(a\)"):
+        with pool.lease(2, 1):
+            pass
+
+
+def test_lease_env_sets_devices_threads_and_per_lease_caches(tmp_path: Path) -> None:
+    pool = LeasePool(tmp_path / "pool", gpus=["GPU-1", "GPU-2"], cores=[0, 1])
+    with pool.lease(2, 2) as lease:
+        env = lease.env(tmp_path / "cc")
+    assert env["CUDA_VISIBLE_DEVICES"] == "GPU-1,GPU-2" and env["OMP_NUM_THREADS"] == "2"
+    assert env["TORCHINDUCTOR_CACHE_DIR"].endswith("inductor/GPU-1-GPU-2")
+    assert env["TRITON_CACHE_DIR"].endswith("triton/GPU-1-GPU-2")
+
+
+def test_cpu_threads_split_cores_among_workers() -> None:
+    assert cpu_threads(override=3) == 3
+    assert cpu_threads(workers=10_000) == 1
+
+
+# --- through pytest ---------------------------------------------------------------------------------------
+
+RECORDING = '''\
+import json, os, sys, time
+if os.environ.get("RANK", "0") != "0":
+    sys.exit(0)
+start = time.time()
+time.sleep({sleep})
+with open(os.environ["RECORD_FILE"], "a") as f:
+    f.write(json.dumps({{"cvd": os.environ.get("CUDA_VISIBLE_DEVICES"), "omp": os.environ.get("OMP_NUM_THREADS"),
+                        "cpus": sorted(os.sched_getaffinity(0)), "start": start, "end": time.time()}}) + "\\n")
+print("step:1/1 train_loss:2.0 train_time:{ms}ms step_avg:{ms}ms")
+print("step:1/1 val_loss:1.9500 train_time:{ms}ms step_avg:{ms}ms")
+'''
+
+
+def gpu_suite(root: Path, tasks: int, nproc: int, record_file: Path, sleep: float = 0.5) -> Path:
+    suite = root / "gpu"
+    (suite / "records").mkdir(parents=True)
+    ms = int(sleep * 900)  # below the wall time, as a real record's train_time is
+    for k in (1, 2):
+        (suite / "records" / f"record_{k}.py").write_text(RECORDING.format(sleep=sleep / k, ms=ms // k))
+    for i in range(tasks):
+        text = manifest(f"gpu{i:02d}", "records/record_1.py", "records/record_2.py", reference="manifest",
+                        hints=False, t_start=ms, t_target=ms // 2)
+        text = text.replace("nproc_per_node = 1", f"nproc_per_node = {nproc}\nsupported_gpu_counts = [{nproc}]")
+        text = text.replace('env = { NANOGPT_VAL_TOKENS = "4096" }',
+                            f'env = {{ NANOGPT_VAL_TOKENS = "4096", RECORD_FILE = "{record_file}" }}')
+        (suite / f"gpu{i:02d}.toml").write_text(text)
+    return suite
+
+
+def _runs(record_file: Path) -> list[dict]:
+    return [json.loads(ln) for ln in record_file.read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_parallel_items_never_share_a_gpu(pytester: pytest.Pytester, cache_dir: Path, monkeypatch) -> None:
+    record = pytester.path / "runs.jsonl"
+    suite = gpu_suite(pytester.path, tasks=4, nproc=2, record_file=record, sleep=1.0)
+    monkeypatch.setenv("PATH", f"{fake_nvidia_smi(pytester.path / 'bin', 4)}:{os.environ['PATH']}")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    result = pytester.runpytest_subprocess(f"--speedrun-suite={suite}", "--speedrun-agent=baseline",
+                                           f"--speedrun-cache-dir={cache_dir}", "-n", "4", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=4)
+    runs = _runs(record)
+    assert len(runs) == 4 and all(len(r["cvd"].split(",")) == 2 for r in runs)
+    for i, a in enumerate(runs):
+        for b in runs[i + 1:]:
+            overlap = a["start"] < b["end"] and b["start"] < a["end"]
+            assert not (overlap and set(a["cvd"].split(",")) & set(b["cvd"].split(","))), (a, b)
+
+
+def test_user_cuda_visible_devices_are_respected(pytester: pytest.Pytester, cache_dir: Path, monkeypatch) -> None:
+    record = pytester.path / "runs.jsonl"
+    suite = gpu_suite(pytester.path, tasks=2, nproc=1, record_file=record, sleep=0.1)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5,6")
+    result = pytester.runpytest_subprocess(f"--speedrun-suite={suite}", "--speedrun-agent=baseline",
+                                           f"--speedrun-cache-dir={cache_dir}", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+    assert {r["cvd"] for r in _runs(record)} <= {"3", "5", "6"}
+
+
+def test_too_few_gpus_skip_with_the_numbers(pytester: pytest.Pytester, cache_dir: Path, monkeypatch) -> None:
+    suite = gpu_suite(pytester.path, tasks=1, nproc=2, record_file=pytester.path / "r.jsonl")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    result = pytester.runpytest_subprocess(f"--speedrun-suite={suite}", "--speedrun-agent=baseline",
+                                           f"--speedrun-cache-dir={cache_dir}", "-rs", "-p", "no:cacheprovider")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*task gpu00 needs 2 GPU(s), this machine offers 1*"])
+
+
+def test_unsupported_nproc_skips(pytester: pytest.Pytester, cache_dir: Path, monkeypatch) -> None:
+    suite = gpu_suite(pytester.path, tasks=1, nproc=2, record_file=pytester.path / "r.jsonl")
+    result = pytester.runpytest_subprocess(f"--speedrun-suite={suite}", "--speedrun-agent=baseline", "-rs",
+                                           "--speedrun-nproc=1", f"--speedrun-cache-dir={cache_dir}")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*task gpu00 supports 2 GPU(s), not 1*"])
+
+
+def test_cpu_runs_under_xdist_get_disjoint_cores(pytester: pytest.Pytester, cache_dir: Path, monkeypatch) -> None:
+    record = pytester.path / "runs.jsonl"
+    suite = gpu_suite(pytester.path, tasks=2, nproc=1, record_file=record, sleep=1.0)
+    for m in suite.glob("*.toml"):
+        m.write_text(m.read_text().replace("supported_gpu_counts = [1]\n", ""))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    result = pytester.runpytest_subprocess(f"--speedrun-suite={suite}", "--speedrun-agent=baseline", "-n", "2",
+                                           f"--speedrun-cache-dir={cache_dir}", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+    runs = _runs(record)
+    cores = len(os.sched_getaffinity(0))
+    assert all(r["omp"] == str(max(1, cores // 2)) for r in runs)
+    if cores >= 2:
+        overlapping = runs[0]["start"] < runs[1]["end"] and runs[1]["start"] < runs[0]["end"]
+        assert not (overlapping and set(runs[0]["cpus"]) & set(runs[1]["cpus"]))
+
+
+def test_fixtures_lease_gpus_and_run_scripts(pytester: pytest.Pytester, cache_dir: Path, monkeypatch) -> None:
+    from fakes import fake_record
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "7,8")
+    (pytester.path / "candidate.py").write_text(fake_record(0.1, loss=3.1))
+    pytester.makepyfile(textwrap.dedent('''
+        import pytest
+
+        @pytest.mark.speedrun_gpus(2)
+        def test_two(speedrun_gpus):
+            assert sorted(speedrun_gpus.gpus) == ["7", "8"]
+
+        @pytest.mark.speedrun_gpus(3)
+        def test_three(speedrun_gpus):
+            pass
+
+        def test_candidate_reaches_target(speedrun_run):
+            ex = speedrun_run("candidate.py", target_val_loss=3.28)
+            assert ex.verdict.passed, ex.verdict.reasons
+            assert ex.metrics.val_loss == 3.1
+
+        def test_candidate_misses_a_lower_target(speedrun_run):
+            ex = speedrun_run("candidate.py", target_val_loss=3.0)
+            assert ex.verdict.status == "invalid"
+    '''))
+    result = pytester.runpytest_subprocess(f"--speedrun-cache-dir={cache_dir}", "-rs", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3, skipped=1)
+    result.stdout.fnmatch_lines(["*needs 3 GPU(s), this machine offers 2*"])
