@@ -6,16 +6,18 @@ turns the returned `ItemResult` into an assertion, user_properties and a summary
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
+import statistics
 import sys
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-from . import __version__, integrity, metrics, results, runner
+from . import __version__, integrity, metrics, results, runner, stats
 from .agents.base import Agent, AgentContext
 from .contract import contract_reasons
 from .data import Dataset
@@ -93,6 +95,9 @@ class ItemRequest:
     artifacts_dir: Path
     agent_timeout_s: float = 3600.0
     allow_suspicious: bool = False
+    repeats: int = 1  # runs of the final solution; with 2+, validity is a one-sided t-test (p < 0.01)
+    start_script: Path | None = None  # cumulative mode: start from this script instead of the human record
+    start_source: str = ""  # what the start script is, for reports ("record 5", "tiny01 solution", ...)
 
 
 @dataclass(frozen=True)
@@ -109,15 +114,25 @@ class ItemResult:
     t_target_ms: float
     reference_source: str
     artifact_dir: str
+    config_key: str = ""
+    model: str = ""
+    scaffold: str = ""
+    start_source: str = ""
     log_path: str | None = None
     val_loss: float | None = None
     train_time_ms: float | None = None
+    train_time_std_ms: float | None = None
     step: int | None = None
     steps: int | None = None
     wall_s: float | None = None
     speedup: float | None = None
     fsr: float | None = None
+    repeats: int = 1
+    val_losses: tuple[float, ...] = ()
+    train_times_ms: tuple[float, ...] = ()
+    p_value: float | None = None
     usage: dict = field(default_factory=dict)
+    resumed: bool = False
     harness_version: str = __version__
     started: str = ""
     finished: str = ""
@@ -130,31 +145,57 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
-def prepare_workspace(task: Task, regime: tuple[int, ...], artifacts: Path) -> tuple[Path, Path, str | None]:
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def config_key(task: Task, agent: Agent, regime: tuple[int, ...], seed: int, repeats: int = 1,
+               start_script: Path | None = None) -> str:
+    """What makes two items the same experiment (the resume key): task, suite, agent and its configuration
+    (model, scaffold and parameters), hints, seed, repeats, harness version and the hashes of the scripts."""
+    scripts = [p for p in (start_script or task.start.script.path, task.target.script.path) if p is not None]
+    ident = {
+        "task": task.id, "suite": task.suite, "agent": agent.name, "agent_config": getattr(agent, "config", {}),
+        "hints": regime_label(regime), "seed": seed, "repeats": repeats, "harness": __version__,
+        "scripts": [_sha256(p) for p in scripts], "target_val_loss": task.target_val_loss,
+    }
+    return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def prepare_workspace(task: Task, regime: tuple[int, ...], artifacts: Path,
+                      start_script: Path | None = None) -> tuple[Path, Path, str | None]:
     """A fresh workspace with the start script (as train_gpt2.py) and, with hints, hints.md."""
     workspace = artifacts / "workspace"
     workspace.mkdir(parents=True)
-    if task.start.script.path is None:
+    source = start_script or task.start.script.path
+    if source is None:
         raise SpeedrunError(f"task {task.id}: start script {task.start.script.describe()} is not available locally")
     script = workspace / SCRIPT_NAME
-    shutil.copyfile(task.start.script.path, script)
-    shutil.copyfile(task.start.script.path, artifacts / "start.py")
+    shutil.copyfile(source, script)
+    shutil.copyfile(source, artifacts / "start.py")
     hints = hint_text(task, regime)
     if hints is not None:
         (workspace / "hints.md").write_text(hints, encoding="utf-8")
     return workspace, script, hints
 
 
+def _run_seed(seed: int, repeat: int) -> int:
+    return seed if repeat == 0 else seed + 1_000_003 * repeat
+
+
 def run_item(req: ItemRequest) -> ItemResult:
     """Run one item. Every outcome, agent failures included, comes back as an ItemResult (and is recorded)."""
-    started = _now()
     art = req.artifacts_dir
     task = req.task
+    agent_config = getattr(req.agent, "config", {}) or {}
     base = dict(task=task.id, suite=task.suite, agent=req.agent.name, hints=regime_label(req.regime), seed=req.seed,
                 target_val_loss=task.target_val_loss, t_start_ms=req.reference.t_start_ms,
                 t_target_ms=req.reference.t_target_ms, reference_source=req.reference.source,
-                artifact_dir=str(art), started=started)
-    workspace, script, hints = prepare_workspace(task, req.regime, art)
+                artifact_dir=str(art), started=_now(),
+                config_key=config_key(task, req.agent, req.regime, req.seed, req.repeats, req.start_script),
+                model=str(agent_config.get("model", "")), scaffold=str(agent_config.get("scaffold", "")),
+                start_source=req.start_source or f"record {task.start.record}", repeats=req.repeats)
+    workspace, script, hints = prepare_workspace(task, req.regime, art, req.start_script)
     start_text = script.read_text(encoding="utf-8")
     guard = DataGuard(req.settings.dataset.root)  # before the agent: it may touch the data too
     ctx = AgentContext(task=task, workspace=workspace, script_path=script, hints=hints, hint_levels=req.regime,
@@ -175,28 +216,71 @@ def run_item(req: ItemRequest) -> ItemResult:
     # The oracle necessarily hands over the target script; every other agent is untrusted.
     tampered = [] if getattr(req.agent, "trusted", False) else leak_reasons(workspace, task, req.regime)
     tampered += contract_reasons(start_text, solution.script, SCRIPT_NAME)
-    ex = execute_script(script, task, req.settings, req.seed, art / "run.log")
-    tampered += guard.changes()
-    m = ex.metrics
+    runs = []
+    for r in range(max(1, req.repeats)):
+        log = art / ("run.log" if r == 0 else f"run-{r}.log")
+        runs.append(execute_script(script, task, req.settings, _run_seed(req.seed, r), log))
+        tampered += guard.changes()
+        if not runs[-1].verdict.passed and runs[-1].verdict.status != integrity.INVALID:
+            break  # a crash, timeout or missing result decides the item; more runs would not change it
+    return _finish(art, _judge_runs(req, base, runs, tampered, solution.usage))
+
+
+def _judge_runs(req: ItemRequest, base: dict, runs: list[Execution], tampered: list[str], usage: dict) -> ItemResult:
+    """One verdict for the item from its runs: the first failing run decides; with repeats, validity follows
+    the speedrun's rule (one-sided t-test that the mean val_loss is below the target, p < 0.01) and the time
+    is the mean train_time."""
+    task, ref = req.task, req.reference
+    done = [ex for ex in runs if ex.metrics is not None]
+    failing = next((ex for ex in runs if not ex.verdict.passed and ex.verdict.status != integrity.INVALID), None)
+    first = runs[0]
+    losses = tuple(ex.metrics.val_loss for ex in done if ex.metrics)
+    times = tuple(ex.metrics.train_time_ms for ex in done if ex.metrics)
+    p_value = None
+    if failing is not None:
+        run_verdict = failing.verdict
+    elif len(runs) >= 2:
+        p_value = stats.one_sided_ttest_below(losses, task.target_val_loss)
+        mean_loss = statistics.fmean(losses)
+        if p_value < 0.01:
+            run_verdict = integrity.Verdict(integrity.PASSED)
+        else:
+            run_verdict = integrity.Verdict(integrity.INVALID, (
+                f"mean val_loss {mean_loss:.4f} over {len(runs)} runs is not below the target "
+                f"{task.target_val_loss:.4f} at p < 0.01 (p = {p_value:.3g})",))
+    else:
+        run_verdict = first.verdict
+    m = first.metrics
+    mean_time = statistics.fmean(times) if times else None
     suspicious: list[str] = []
-    if m is not None and ex.verdict.passed:
-        ref = req.reference
-        suspicious = integrity.suspicious_reasons(m, ex.outcome.wall_s, task.target_val_loss, ref.t_start_ms,
+    if m is not None and run_verdict.passed and mean_time is not None:
+        mean_metrics = replace(m, val_loss=statistics.fmean(losses), train_time_ms=mean_time)
+        wall = statistics.fmean(ex.outcome.wall_s for ex in done)
+        suspicious = integrity.suspicious_reasons(mean_metrics, wall, task.target_val_loss, ref.t_start_ms,
                                                   ref.t_target_ms, ref.start_steps, ref.start_untimed_s)
-    verdict = integrity.final_verdict(ex.verdict, tampered, suspicious, req.allow_suspicious)
+    verdict = integrity.final_verdict(run_verdict, tampered, suspicious, req.allow_suspicious)
     sc: Score | None = None
-    if m is not None and verdict.passed:  # a speedup only counts for a valid run
+    if mean_time is not None and verdict.passed:  # a speedup only counts for a valid result
         try:
-            sc = score(m.train_time_ms, req.reference.t_start_ms, req.reference.t_target_ms)
+            sc = score(mean_time, ref.t_start_ms, ref.t_target_ms)
         except ValueError:
             sc = None
-    return _finish(art, ItemResult(
-        **base, status=verdict.status, reasons=verdict.reasons, log_path=str(ex.outcome.log_path),
-        val_loss=m.val_loss if m else None, train_time_ms=m.train_time_ms if m else None,
-        step=m.step if m else None, steps=m.steps if m else None, wall_s=round(ex.outcome.wall_s, 3),
-        speedup=sc.speedup if sc else None, fsr=sc.fsr if sc else None, usage=dict(solution.usage),
-        finished=_now(),
-    ))
+    return ItemResult(
+        **base, status=verdict.status, reasons=verdict.reasons, log_path=str(first.outcome.log_path),
+        val_loss=statistics.fmean(losses) if losses else None, train_time_ms=mean_time,
+        train_time_std_ms=statistics.stdev(times) if len(times) > 1 else None,
+        step=m.step if m else None, steps=m.steps if m else None,
+        wall_s=round(sum(ex.outcome.wall_s for ex in runs), 3), speedup=sc.speedup if sc else None,
+        fsr=sc.fsr if sc else None, val_losses=losses if len(runs) > 1 else (),
+        train_times_ms=times if len(runs) > 1 else (), p_value=p_value, usage=dict(usage), finished=_now(),
+    )
+
+
+def result_from_record(record: dict, **changes: object) -> ItemResult:
+    """An ItemResult from a results.jsonl record (keys a newer harness added are ignored)."""
+    known = {f.name for f in fields(ItemResult)}
+    data = {k: (tuple(v) if isinstance(v, list) else v) for k, v in record.items() if k in known}
+    return replace(ItemResult(**data), **changes)
 
 
 def _finish(art: Path, result: ItemResult) -> ItemResult:

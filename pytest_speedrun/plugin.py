@@ -72,6 +72,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--speedrun-max-memory", metavar="SIZE", help="address-space limit per run process, e.g. 32G")
     g.addoption("--speedrun-gpus", metavar="IDS", help="GPU ids to use, e.g. 0,1,2,3 (default: CUDA_VISIBLE_DEVICES, "
                 "else nvidia-smi -L)")
+    g.addoption("--speedrun-resume", action="store_true",
+                help="report items whose configuration already has a completed result in the store, not re-run them")
+    g.addoption("--speedrun-repeats", type=int, default=1, metavar="K",
+                help="run the final solution K times: mean time, and validity by a one-sided t-test (p < 0.01)")
+    g.addoption("--speedrun-cumulative", action="store_true",
+                help="task i+1 starts from the agent's passing solution of task i in this session")
     g.addoption("--speedrun-nproc", type=int, default=None, metavar="N",
                 help="processes (GPUs) per run, overriding the manifest; unsupported counts skip")
     parser.addini("speedrun_suites", type="linelist", default=[],
@@ -100,7 +106,8 @@ def pytest_configure(config: pytest.Config) -> None:
             agent_timeout_s=opt.speedrun_agent_timeout, threads=opt.speedrun_threads, python=opt.speedrun_python,
             data_dir=_path(opt.speedrun_data, cwd), allow_suspicious=opt.speedrun_allow_suspicious,
             sandbox=opt.speedrun_sandbox, max_memory=opt.speedrun_max_memory, nproc=opt.speedrun_nproc,
-            gpus=opt.speedrun_gpus,
+            gpus=opt.speedrun_gpus, resume=opt.speedrun_resume, repeats=opt.speedrun_repeats,
+            cumulative=opt.speedrun_cumulative,
         )
         agent = _make_agent(config, settings.agent) if settings.agent else None
     except SpeedrunError as exc:
@@ -187,6 +194,8 @@ class ManifestCollector(pytest.Collector):
                 name = f"{task.id}[h{regime_label(regime)}-s{seed}]"
                 item = SpeedrunItem.from_parent(self, name=name, task=task, regime=regime, seed=seed)
                 item.add_marker(pytest.mark.speedrun)
+                if settings.cumulative:  # one chain per worker: the tasks must run in order
+                    item.add_marker(pytest.mark.xdist_group("speedrun-cumulative"))
                 if self.config.pluginmanager.hasplugin("timeout"):
                     item.add_marker(pytest.mark.timeout(outer_timeout_s(task, settings)))
                 items.append(item)
@@ -208,7 +217,11 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             raise pytest.UsageError(str(exc)) from None
         collector = SuiteCollector.from_parent(session, name=f"speedrun-{suite_dir.name}", path=suite_dir,
                                                nodeid=f"speedrun/{suite_dir.name}")
-        items.extend(session.genitems(collector))
+        suite_items = [i for i in session.genitems(collector) if isinstance(i, SpeedrunItem)]
+        by_target = {i.task.target.record: i.task for i in suite_items}
+        for item in suite_items:
+            item.previous_task = by_target.get(item.task.start.record)
+        items.extend(suite_items)
 
 
 # --- items ------------------------------------------------------------------------------------------------
@@ -223,6 +236,7 @@ class SpeedrunItem(pytest.Item):
         super().__init__(**kwargs)
         self.task, self.regime, self.seed = task, regime, seed
         self.result: ItemResult | None = None
+        self.previous_task: Task | None = None  # the task whose target record this one starts from
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         return self.path, None, f"speedrun {self.name}: {self.task.title}"
@@ -236,7 +250,8 @@ class SpeedrunItem(pytest.Item):
     def runtest(self) -> None:
         state = self.config.stash[STATE]
         try:
-            result = state.session.run(self.task, self.regime, self.seed, self.name, on_wait=self._waiting)
+            result = state.session.run(self.task, self.regime, self.seed, self.name, on_wait=self._waiting,
+                                       previous=self.previous_task)
         except MissingInput as exc:
             pytest.skip(str(exc))
         except SpeedrunError as exc:
@@ -310,6 +325,24 @@ class RowCollector:
         row = dict(report.user_properties)
         if report.when == "call" and "speedrun_task" in row:
             self.rows.append(dict(row, nodeid=report.nodeid))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Session-level figures into the JUnit <testsuite> properties, from the controller (also under xdist),
+    before junitxml writes its file."""
+    config = session.config
+    state = config.stash.get(STATE, None)
+    if state is None or hasattr(config, "workerinput") or not state.rows:
+        return
+    try:
+        from _pytest.junitxml import xml_key  # the junitxml plugin's own handle; no public API from a hook
+    except ImportError:  # pragma: no cover
+        return
+    xml = config.stash.get(xml_key, None)
+    if xml is not None:
+        for name, value in report.suite_properties(state.rows):
+            xml.add_global_property(name, value)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

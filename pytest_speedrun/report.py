@@ -6,12 +6,14 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from . import stats
 from .harness import ItemResult
 from .integrity import AGENT_ERROR, PASSED
 from .runner import tail
 
-PROPERTY_KEYS = ("agent", "hints", "seed", "status", "val_loss", "train_time_ms", "t_start_ms", "t_target_ms",
-                 "speedup", "fsr", "artifact_dir", "reference_source", "reasons")
+PROPERTY_KEYS = ("agent", "model", "scaffold", "hints", "seed", "status", "val_loss", "train_time_ms",
+                 "train_time_std_ms", "t_start_ms", "t_target_ms", "speedup", "fsr", "repeats", "p_value",
+                 "artifact_dir", "reference_source", "start_source", "config_key", "resumed", "reasons")
 
 
 def _fmt(value: Any) -> Any:
@@ -58,6 +60,43 @@ def failure_message(result: ItemResult, min_fsr: float | None = None) -> str | N
     return "\n".join(lines)
 
 
+def record_of_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A summary row (JUnit property values, "" for none) back into a result-record-like dict for stats."""
+    def num(key: str) -> float | None:
+        value = row.get(key, "")
+        return None if value in ("", None) else float(value)
+    return {"task": row["speedrun_task"], "agent": row["agent"], "model": row.get("model", ""),
+            "scaffold": row.get("scaffold", ""), "hints": str(row["hints"]), "seed": int(row["seed"]),
+            "status": row["status"], "fsr": num("fsr")}
+
+
+def aggregate_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """Per configuration: benchmark score (mean over tasks of the mean FSR over seeds) ± std over seeds, IQM
+    with its bootstrap 95% CI; then the paper's figure where model, scaffold and hints match."""
+    aggregates = stats.aggregate([record_of_row(r) for r in rows])
+    out = []
+    for agg in aggregates:
+        out.append(f"{agg.label}: score {agg.score:.3f} ± {agg.score_std:.3f} over {len(agg.tasks)} task(s), "
+                   f"IQM {agg.iqm:.3f} [{agg.iqm_ci[0]:.3f}, {agg.iqm_ci[1]:.3f}] (95% CI), "
+                   f"{agg.passed}/{agg.items} passed")
+    for row in stats.paper_comparison(aggregates):
+        out.append(f"paper ({row.model}, {row.scaffold}, hints {row.hints}): {row.paper_mean:.2f} ± "
+                   f"{row.paper_std:.2f}; here {row.ours_mean:.3f} ± {row.ours_std:.3f}")
+    return out
+
+
+def suite_properties(rows: list[dict[str, Any]]) -> list[tuple[str, Any]]:
+    """Session-level figures for the JUnit <testsuite> properties (written by the controller)."""
+    props: list[tuple[str, Any]] = [("speedrun_items", len(rows)),
+                                    ("speedrun_passed", sum(r["status"] == PASSED for r in rows))]
+    for agg in stats.aggregate([record_of_row(r) for r in rows]):
+        name = "speedrun[" + agg.label.replace(" · ", ",") + "]"
+        props += [(f"{name}.score", round(agg.score, 4)), (f"{name}.score_std", round(agg.score_std, 4)),
+                  (f"{name}.iqm", round(agg.iqm, 4)), (f"{name}.iqm_ci_low", round(agg.iqm_ci[0], 4)),
+                  (f"{name}.iqm_ci_high", round(agg.iqm_ci[1], 4))]
+    return props
+
+
 def _num(value: Any, fmt: str) -> str:
     return "-" if value in (None, "") else format(float(value), fmt)
 
@@ -66,7 +105,8 @@ def summary_lines(rows: list[dict[str, Any]]) -> list[str]:
     """The terminal table: one row per item, sorted by node id, then the mean FSR."""
     header = ("item", "status", "val_loss", "train_ms", "t_i_ms", "t_i+1_ms", "speedup", "FSR")
     body = [
-        (r["nodeid"].rsplit("/", 1)[-1].rsplit("::", 1)[-1], r["status"], _num(r["val_loss"], ".4f"),
+        (r["nodeid"].rsplit("/", 1)[-1].rsplit("::", 1)[-1],
+         r["status"] + (" (resumed)" if r.get("resumed") in (True, "True", "true") else ""), _num(r["val_loss"], ".4f"),
          _num(r["train_time_ms"], ".0f"), _num(r["t_start_ms"], ".0f"), _num(r["t_target_ms"], ".0f"),
          _num(r["speedup"], ".3f"), _num(r["fsr"], ".3f"))
         for r in sorted(rows, key=lambda r: r["nodeid"])
@@ -75,6 +115,7 @@ def summary_lines(rows: list[dict[str, Any]]) -> list[str]:
     out = ["  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip() for line in [header, *body]]
     fsrs = [float(r["fsr"]) if r["status"] == PASSED and r["fsr"] != "" else 0.0 for r in rows]
     passed = sum(r["status"] == PASSED for r in rows)
+    resumed = sum(r.get("resumed") in (True, "True", "true") for r in rows)
     out.append(f"mean FSR: {statistics.fmean(fsrs):.3f} over {len(rows)} item(s), {passed} passed "
-               "(items that did not pass count as FSR 0)")
-    return out
+               "(items that did not pass count as FSR 0)" + (f"; {resumed} resumed from the store" if resumed else ""))
+    return out + aggregate_lines(rows)

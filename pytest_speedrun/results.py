@@ -60,7 +60,28 @@ def append_record(root: Path, record: dict) -> None:
 
 
 def read_records(root: Path) -> list[dict]:
+    """Every record of a store; a line cut short by a crash mid-write is skipped, never fatal."""
     path = root / "results.jsonl"
     if not path.exists():
         return []
-    return [json.loads(ln) for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue
+    return records
+
+
+# Statuses that say nothing about the solution (the agent's API failed, the item could not run): not final.
+_RETRYABLE = {"agent-error", "skipped"}
+
+
+def find_completed(root: Path, config_key: str) -> dict | None:
+    """The latest completed record with this config key, for --speedrun-resume (None if there is none)."""
+    found = None
+    for record in read_records(root):
+        if record.get("config_key") == config_key and record.get("status") not in _RETRYABLE \
+                and not record.get("resumed"):
+            found = record
+    return found

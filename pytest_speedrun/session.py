@@ -17,9 +17,21 @@ from .agents.base import Agent
 from .calibrate import Calibrator
 from .data import Dataset, ensure_tiny_dataset, fineweb_dataset
 from .errors import MissingInput
-from .harness import SCRIPT_NAME, Execution, ItemRequest, ItemResult, RunSettings, execute_script, run_item
+from .harness import (
+    SCRIPT_NAME,
+    Execution,
+    ItemRequest,
+    ItemResult,
+    RunSettings,
+    config_key,
+    execute_script,
+    result_from_record,
+    run_item,
+)
+from .hints import regime_label
+from .integrity import PASSED
 from .resources import LeasePool, cpu_threads, discover_gpus, usable_cores
-from .results import item_dir, new_session_id
+from .results import append_record, find_completed, item_dir, new_session_id
 from .runner import kill_session
 from .sandbox import probe as probe_sandbox
 from .settings import Settings
@@ -90,19 +102,50 @@ class SpeedrunSession:
             session_id=self.info.session_id,
         )
 
-    def run(self, task: Task, regime: tuple[int, ...], seed: int, name: str, on_wait=None) -> ItemResult:
-        """Everything an item does: data, reference times (calibrating if needed), the agent, the run."""
+    def run(self, task: Task, regime: tuple[int, ...], seed: int, name: str, on_wait=None,
+            previous: Task | None = None) -> ItemResult:
+        """Everything an item does: resume lookup, data, reference times (calibrating if needed), the agent,
+        the runs. `previous` is the task before this one in the suite (cumulative mode)."""
         assert self.agent is not None
         s = self.settings
+        start_script, start_source = self._cumulative_start(task, regime, seed, previous)
+        key = config_key(task, self.agent, regime, seed, s.repeats, start_script)
+        if s.resume:
+            record = find_completed(s.results_dir, key)
+            if record is not None:  # reported (and noted in the store) as resumed, not run again
+                result = result_from_record(record, resumed=True)
+                append_record(s.results_dir, result.to_json())
+                return result
         run_settings = self.run_settings(task, name, on_wait)
         calibrator = Calibrator(cache_dir=s.cache_dir, settings=run_settings, runs=s.calibration_runs,
                                 force_before=self.info.started if s.calibrate else None)
         reference = calibrator.reference(task)
-        return run_item(ItemRequest(
+        result = run_item(ItemRequest(
             task=task, agent=self.agent, regime=regime, seed=seed, settings=run_settings, reference=reference,
             artifacts_dir=item_dir(s.results_dir, self.info.session_id, name), agent_timeout_s=s.agent_timeout_s,
-            allow_suspicious=s.allow_suspicious,
+            allow_suspicious=s.allow_suspicious, repeats=s.repeats, start_script=start_script,
+            start_source=start_source,
         ))
+        if s.cumulative and result.status == PASSED:
+            chain = self._chain_dir(task.suite, regime, seed)
+            chain.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(Path(result.artifact_dir) / "solution.py", chain / f"{task.id}.py")
+        return result
+
+    def _chain_dir(self, suite: str, regime: tuple[int, ...], seed: int) -> Path:
+        chain = f"{suite}-h{regime_label(regime)}-s{seed}"
+        return self.settings.results_dir / self.info.session_id / "cumulative" / chain
+
+    def _cumulative_start(self, task: Task, regime: tuple[int, ...], seed: int,
+                          previous: Task | None) -> tuple[Path | None, str]:
+        """Cumulative mode: start from the agent's passing solution of the previous task of this session, if
+        there is one; otherwise from the human record (and say so)."""
+        if not self.settings.cumulative or previous is None:
+            return None, ""
+        candidate = self._chain_dir(task.suite, regime, seed) / f"{previous.id}.py"
+        if candidate.exists():
+            return candidate, f"{previous.id} solution ({self.agent.name if self.agent else ''})"
+        return None, f"record {task.start.record} (no passing {previous.id} solution in this session)"
 
     def run_script(self, script: Path, *, target_val_loss: float, workdir: Path, nproc: int = 1,
                    timeout_s: float = 3600.0, seed: int = 0, data: str | Path = "tiny",

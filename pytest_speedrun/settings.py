@@ -43,6 +43,9 @@ class Settings:
     max_memory_bytes: int | None = None
     nproc: int | None = None
     gpus: str | None = None
+    resume: bool = False
+    repeats: int = 1
+    cumulative: bool = False
 
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -71,7 +74,7 @@ def build_settings(
     calibration_runs: int, results_dir: Path, cache_dir: Path | None, timeout_s: float | None,
     agent_timeout_s: float, threads: int | None, python: str | None, data_dir: Path | None,
     allow_suspicious: bool = False, sandbox: str = "none", max_memory: str | None = None, nproc: int | None = None,
-    gpus: str | None = None,
+    gpus: str | None = None, resume: bool = False, repeats: int = 1, cumulative: bool = False,
 ) -> Settings:
     """Validate option values; raise UsageError naming the option on the first bad one."""
     _positive("--speedrun-seeds", seeds)
@@ -80,6 +83,7 @@ def build_settings(
     _positive("--speedrun-agent-timeout", agent_timeout_s)
     _positive("--speedrun-threads", threads)
     _positive("--speedrun-nproc", nproc)
+    _positive("--speedrun-repeats", repeats)
     if gpus is not None:
         parse_gpu_list(gpus)
     if data_dir is not None and not data_dir.is_dir():
@@ -95,7 +99,7 @@ def build_settings(
         cache_dir=cache_dir or default_cache_dir(), timeout_s=timeout_s, agent_timeout_s=agent_timeout_s,
         threads=threads, python=python or sys.executable, data_dir=data_dir, allow_suspicious=allow_suspicious,
         sandbox=sandbox, max_memory_bytes=parse_memory(max_memory) if max_memory else None, nproc=nproc,
-        gpus=gpus,
+        gpus=gpus, resume=resume, repeats=repeats, cumulative=cumulative,
     )
 
 

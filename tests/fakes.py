@@ -43,7 +43,8 @@ def fake_record(work_s: float, loss: float = 1.95, steps: int = 10) -> str:
 
 
 def manifest(task_id: str, start: str, target: str, *, t_start: float = 1000, t_target: float = 500,
-             target_loss: float = 2.0, reference: str = "calibrate", extra: str = "", hints: bool = True) -> str:
+             target_loss: float = 2.0, reference: str = "calibrate", extra: str = "", hints: bool = True,
+             records: tuple[int, int] = (1, 2)) -> str:
     text = f'''\
         id = "{task_id}"
         suite = "mini"
@@ -51,12 +52,12 @@ def manifest(task_id: str, start: str, target: str, *, t_start: float = 1000, t_
         target_val_loss = {target_loss}
         {extra}
         [start]
-        record = 1
+        record = {records[0]}
         script = {{ path = "{start}" }}
         train_time_ms = {t_start}
 
         [target]
-        record = 2
+        record = {records[1]}
         script = {{ path = "{target}" }}
         train_time_ms = {t_target}
 
@@ -92,5 +93,5 @@ def write_suite(root: Path, works: tuple[float, ...] = (0.6, 0.3, 0.15), loss: f
         (suite / "records" / f"record_{k}.py").write_text(fake_record(work, loss))
     for k in range(1, len(works)):
         (suite / f"mini{k:02d}.toml").write_text(
-            manifest(f"mini{k:02d}", f"records/record_{k}.py", f"records/record_{k + 1}.py"))
+            manifest(f"mini{k:02d}", f"records/record_{k}.py", f"records/record_{k + 1}.py", records=(k, k + 1)))
     return suite

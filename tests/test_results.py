@@ -1,0 +1,144 @@
+"""Results store, resume, repeats, aggregates and cumulative mode, through real pytest runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from fakes import write_suite
+from pytest_speedrun import results
+from pytest_speedrun.agents.static import BaselineAgent, OracleAgent
+from pytest_speedrun.harness import config_key
+from pytest_speedrun.tasks import load_task
+
+pytest_plugins = ["pytester"]
+
+
+@pytest.fixture
+def suite(pytester: pytest.Pytester) -> Path:
+    return write_suite(pytester.path / "suites")
+
+
+@pytest.fixture
+def run(pytester: pytest.Pytester, suite: Path, cache_dir: Path):
+    def _run(*args: str, subprocess: bool = False) -> pytest.RunResult:
+        full = (f"--speedrun-suite={suite}", f"--speedrun-cache-dir={cache_dir}", "-p", "no:cacheprovider", *args)
+        return pytester.runpytest_subprocess(*full) if subprocess else pytester.runpytest(*full)
+    return _run
+
+
+def _records(pytester: pytest.Pytester) -> list[dict]:
+    return results.read_records(pytester.path / ".speedrun")
+
+
+def test_resume_reruns_nothing_and_marks_items_resumed(run, pytester: pytest.Pytester) -> None:
+    run("--speedrun-agent=oracle").assert_outcomes(passed=2)
+    first = _records(pytester)
+    result = run("--speedrun-agent=oracle", "--speedrun-resume", "--junitxml=r.xml")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["mini01[[]h0-s0[]]*passed (resumed)*", "*2 resumed from the store*"])
+    again = _records(pytester)
+    assert len(again) == 2 * len(first)
+    assert all(r["resumed"] for r in again[2:])
+    assert [r["artifact_dir"] for r in again[2:]] == [r["artifact_dir"] for r in first]  # no new run
+    props = {p.get("name"): p.get("value") for p in ET.parse(pytester.path / "r.xml").getroot().iter("property")}
+    assert props["resumed"] == "True"
+
+
+def test_resume_misses_when_any_key_component_changes(tmp_path: Path) -> None:
+    suite = write_suite(tmp_path)
+    task = load_task(suite / "mini01.toml")
+    base = config_key(task, OracleAgent(), (), 0)
+    assert config_key(task, OracleAgent(), (), 0) == base
+    assert config_key(task, BaselineAgent(), (), 0) != base
+    assert config_key(task, OracleAgent(), (1,), 0) != base
+    assert config_key(task, OracleAgent(), (), 1) != base
+    assert config_key(task, OracleAgent(), (), 0, repeats=3) != base
+    assert config_key(load_task(suite / "mini02.toml"), OracleAgent(), (), 0) != base
+
+    class Configured(OracleAgent):
+        config = {"model": "m", "scaffold": "aide", "params": {"n0": 3}}
+    assert config_key(task, Configured(), (), 0) != base
+    record_1 = suite / "records" / "record_1.py"
+    record_1.write_text(record_1.read_text() + "\n# changed\n")
+    assert config_key(task, OracleAgent(), (), 0) != base
+
+
+def test_agent_errors_are_retried_on_resume(run, pytester: pytest.Pytester) -> None:
+    run("--speedrun-agent=command:exit 1", "-k", "mini01").assert_outcomes(failed=1)
+    result = run("--speedrun-agent=command:exit 1", "-k", "mini01", "--speedrun-resume")
+    result.assert_outcomes(failed=1)
+    assert not any(r.get("resumed") for r in _records(pytester))
+
+
+def test_repeats_use_the_mean_time_and_a_t_test(run, pytester: pytest.Pytester) -> None:
+    result = run("--speedrun-agent=oracle", "--speedrun-repeats=3", "-k", "mini02")
+    result.assert_outcomes(passed=1)
+    (record,) = _records(pytester)
+    assert record["repeats"] == 3 and len(record["train_times_ms"]) == 3
+    assert record["train_time_ms"] == pytest.approx(sum(record["train_times_ms"]) / 3)
+    assert record["p_value"] == 0.0  # identical losses below the target: certain
+    assert (Path(record["artifact_dir"]) / "run-2.log").exists()
+
+
+def test_repeats_fail_when_the_mean_loss_is_not_significantly_below_target(run) -> None:
+    # A solution whose loss straddles the target from seed to seed: mean below it, but not at p < 0.01.
+    sed = ("command:sed -i \"s/FINAL_LOSS = 1.95/FINAL_LOSS = 1.9 if int(os.environ['SPEEDRUN_SEED']) % 2 "
+           "else 2.05/\" \"$SPEEDRUN_SCRIPT\"")
+    result = run(f"--speedrun-agent={sed}", "--speedrun-repeats=2", "-k", "mini02")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*status invalid: mean val_loss * over 2 runs is not below the target 2.0000*"])
+
+
+def test_summary_and_junit_carry_session_aggregates_under_xdist(run, pytester: pytest.Pytester) -> None:
+    result = run("--speedrun-agent=oracle", "--speedrun-seeds=2", "-n", "2", "--junitxml=r.xml", subprocess=True)
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(["oracle · h0: score * ± * over 2 task(s), IQM * [[]*, *[]] (95% CI), 4/4 passed"])
+    root = ET.parse(pytester.path / "r.xml").getroot()
+    suite_props = {p.get("name"): p.get("value") for p in root.find("testsuite").find("properties")}
+    assert suite_props["speedrun_items"] == "4" and suite_props["speedrun_passed"] == "4"
+    assert 0.6 <= float(suite_props["speedrun[oracle,h0].score"]) <= 1.4
+
+
+def test_cumulative_mode_chains_solutions(run, pytester: pytest.Pytester) -> None:
+    result = run("--speedrun-agent=baseline", "--speedrun-cumulative")
+    result.assert_outcomes(passed=2)
+    first, second = _records(pytester)
+    assert first["start_source"] == "record 1"
+    assert second["start_source"].startswith("mini01 solution")
+    # mini02 started from baseline's mini01 solution (record 1), not from record 2.
+    assert Path(second["artifact_dir"], "start.py").read_text() == Path(first["artifact_dir"], "solution.py").read_text()
+
+
+def test_killing_pytest_mid_item_loses_nothing_already_written(pytester: pytest.Pytester, suite: Path,
+                                                               cache_dir: Path) -> None:
+    hang = suite / "records" / "record_3.py"
+    hang.write_text("import time\nprint('started', flush=True)\ntime.sleep(120)\n")
+    cmd = [sys.executable, "-m", "pytest", f"--speedrun-suite={suite}", "--speedrun-agent=oracle",
+           f"--speedrun-cache-dir={cache_dir}", "-p", "no:cacheprovider", f"--rootdir={pytester.path}",
+           "--speedrun-calibrate"]
+    # Calibrating mini02 runs record 3, which hangs: kill pytest with SIGKILL while it runs.
+    hang.write_text(hang.read_text())
+    proc = subprocess.Popen(cmd, cwd=pytester.path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    store = pytester.path / ".speedrun"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        logs = list((cache_dir / "calibration").glob("*/run0.log"))
+        if any("started" in p.read_text() for p in logs) and results.read_records(store):
+            break
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    (record,) = results.read_records(store)
+    assert record["task"] == "mini01" and record["status"] == "passed"
+    art = Path(record["artifact_dir"])
+    assert json.loads((art / "result.json").read_text()) == record
+    assert (art / "solution.py").exists() and (art / "run.log").exists()
