@@ -115,7 +115,8 @@ def test_cumulative_mode_chains_solutions(run, pytester: pytest.Pytester) -> Non
     assert first["start_source"] == "record 1"
     assert second["start_source"].startswith("mini01 solution")
     # mini02 started from baseline's mini01 solution (record 1), not from record 2.
-    assert Path(second["artifact_dir"], "start.py").read_text() == Path(first["artifact_dir"], "solution.py").read_text()
+    started_from = Path(second["artifact_dir"], "start.py").read_text()
+    assert started_from == Path(first["artifact_dir"], "solution.py").read_text()
 
 
 def test_killing_pytest_mid_item_loses_nothing_already_written(pytester: pytest.Pytester, suite: Path,
