@@ -25,6 +25,20 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fetch_records(args: argparse.Namespace) -> int:
+    from .fetch import fetch_script, script_refs
+    from .settings import default_cache_dir
+    from .tasks import find_suite, load_suite
+
+    cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    refs = script_refs(load_suite(find_suite(args.suite)))
+    for ref in refs:
+        got = fetch_script(ref, cache, base=args.base)
+        print(f"{'downloaded' if got.downloaded else 'cached    '} {got.path}  ({ref.url})")
+    print(f"{len(refs)} pinned script(s) verified in {cache / 'records'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pytest-speedrun", description="Tools for the pytest-speedrun benchmark.")
     parser.add_argument("--version", action="version", version=f"pytest-speedrun {__version__}")
@@ -33,6 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("logfile", help="log of a NanoGPT speedrun record script (any record's format)")
     p.add_argument("--script", help="the script that wrote the log: its echoed source lines are ignored")
     p.set_defaults(func=_parse_log)
+    fetch = sub.add_parser("fetch", help="download pinned inputs (record scripts, FineWeb shards)")
+    fsub = fetch.add_subparsers(dest="what", required=True)
+    p = fsub.add_parser("records", help="download and verify the suite's pinned record scripts into the cache")
+    p.add_argument("--suite", default="nanogpt", help="suite whose scripts to fetch (default: nanogpt)")
+    p.add_argument("--cache-dir", help="cache directory (default: $PYTEST_SPEEDRUN_CACHE or the user cache dir)")
+    p.add_argument("--base", help="mirror URL replacing https://raw.githubusercontent.com/")
+    p.set_defaults(func=_fetch_records)
     p = sub.add_parser("report", help="render results stores to Markdown, HTML and PNG plots")
     p.add_argument("results", nargs="+", help="results store directories (e.g. .speedrun) or results.jsonl files")
     p.add_argument("--out", default="speedrun-report", help="output directory (default: speedrun-report)")

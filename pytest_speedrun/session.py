@@ -17,6 +17,7 @@ from .agents.base import Agent
 from .calibrate import Calibrator
 from .data import Dataset, ensure_tiny_dataset, fineweb_dataset
 from .errors import MissingInput
+from .fetch import resolve_task
 from .harness import (
     SCRIPT_NAME,
     Execution,
@@ -108,6 +109,7 @@ class SpeedrunSession:
         the runs. `previous` is the task before this one in the suite (cumulative mode)."""
         assert self.agent is not None
         s = self.settings
+        task = resolve_task(task, s.cache_dir)
         start_script, start_source = self._cumulative_start(task, regime, seed, previous)
         key = config_key(task, self.agent, regime, seed, s.repeats, start_script)
         if s.resume:
