@@ -1,0 +1,52 @@
+"""The adversarial corpus: every attack in tests/adversarial/ is caught with its expected status and reason.
+
+Each attack runs as a real `command:` agent on a tiny task (real torch training on the CPU)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+CORPUS = Path(__file__).parent / "adversarial"
+ATTACKS = sorted(p.stem for p in CORPUS.glob("*.py") if not p.stem.startswith("_") and p.stem != "apply")
+
+
+def _load(name: str):
+    sys.path.insert(0, str(CORPUS))
+    try:
+        spec = importlib.util.spec_from_file_location(f"attack_{name}", CORPUS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(CORPUS))
+    return module
+
+
+def test_the_corpus_has_at_least_eight_attacks_with_expectations() -> None:
+    assert len(ATTACKS) >= 8
+    for name in ATTACKS:
+        module = _load(name)
+        assert module.THREAT and module.EXPECTED_STATUS in {"tampered", "suspicious", "no-result", "crashed"}
+        assert module.EXPECTED_REASON
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("attack", ATTACKS)
+def test_attack_is_caught(attack: str, pytester: pytest.Pytester, cache_dir: Path, monkeypatch) -> None:
+    module = _load(attack)
+    task = getattr(module, "TASK", "tiny04")
+    monkeypatch.setenv("ATTACK_CACHE_DIR", str(cache_dir))
+    agent = f"command:{sys.executable} {CORPUS / 'apply.py'} {attack}"
+    result = pytester.runpytest_subprocess("--speedrun-suite=tiny", f"--speedrun-agent={agent}", "-k", task,
+                                           f"--speedrun-cache-dir={cache_dir}", "-p", "no:cacheprovider")
+    lines = (pytester.path / ".speedrun" / "results.jsonl").read_text().splitlines()
+    (record,) = [json.loads(ln) for ln in lines]
+    assert record["status"] == module.EXPECTED_STATUS, (record["status"], record["reasons"])
+    assert any(module.EXPECTED_REASON in r for r in record["reasons"]), record["reasons"]
+    result.assert_outcomes(failed=1)
