@@ -39,6 +39,17 @@ def _fetch_records(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fetch_data(args: argparse.Namespace) -> int:
+    from .fetch import fetch_fineweb
+    from .settings import default_data_dir
+
+    dest = Path(args.data_dir) if args.data_dir else default_data_dir()
+    paths = fetch_fineweb(dest, args.train_shards, progress=not args.quiet)
+    print(f"{len(paths)} shard(s) verified in {dest} (val + {args.train_shards} train); "
+          f"use --speedrun-data={dest} or leave it as the default")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pytest-speedrun", description="Tools for the pytest-speedrun benchmark.")
     parser.add_argument("--version", action="version", version=f"pytest-speedrun {__version__}")
@@ -54,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", help="cache directory (default: $PYTEST_SPEEDRUN_CACHE or the user cache dir)")
     p.add_argument("--base", help="mirror URL replacing https://raw.githubusercontent.com/")
     p.set_defaults(func=_fetch_records)
+    p = fsub.add_parser("data", help="download FineWeb10B GPT-2 shards (resumable) and validate their headers")
+    p.add_argument("--train-shards", type=int, required=True, help="train shards to get (1..103; see the tasks)")
+    p.add_argument("--data-dir", help="destination (default: <cache dir>/fineweb10B)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_fetch_data)
     p = sub.add_parser("report", help="render results stores to Markdown, HTML and PNG plots")
     p.add_argument("results", nargs="+", help="results store directories (e.g. .speedrun) or results.jsonl files")
     p.add_argument("--out", default="speedrun-report", help="output directory (default: speedrun-report)")

@@ -244,14 +244,16 @@ def fineweb_dataset(data_dir: Path | None, train_shards: int) -> Dataset:
     """Existing FineWeb10B GPT-2 shards in `data_dir`; MissingInput (a skip) when absent or too small."""
     from .errors import MissingInput
 
+    fix = f"run: pytest-speedrun fetch data --train-shards {train_shards}"
     if data_dir is None:
-        raise MissingInput("no FineWeb data: pass --speedrun-data DIR pointing at the fineweb10B .bin shards")
+        raise MissingInput(f"no FineWeb data: {fix} (or pass --speedrun-data DIR with existing .bin shards)")
     val = sorted(data_dir.glob("fineweb_val_*.bin"))
     train = sorted(data_dir.glob("fineweb_train_*.bin"))
     if not val:
-        raise MissingInput(f"--speedrun-data={data_dir}: no fineweb_val_*.bin shard there")
+        raise MissingInput(f"{data_dir}: no fineweb_val_*.bin shard there; {fix} --data-dir {data_dir}")
     if len(train) < train_shards:
-        raise MissingInput(f"--speedrun-data={data_dir}: {len(train)} train shards, this task needs {train_shards}")
+        raise MissingInput(f"{data_dir}: {len(train)} train shards, this task needs {train_shards}; "
+                           f"{fix} --data-dir {data_dir}")
     for shard in val + train:
         read_header(shard)
     return Dataset(root=data_dir, train_glob=str(data_dir / "fineweb_train_*.bin"),

@@ -127,3 +127,39 @@ def resolve_task(task: Task, cache_dir: Path) -> Task:
     start = replace(task.start, script=resolve(task.start.script, "start"))
     target = replace(task.target, script=resolve(task.target.script, "target"))
     return replace(task, start=start, target=target)
+
+
+FINEWEB_REPO = "kjj0/fineweb10B-gpt2"
+
+
+def fineweb_files(train_shards: int) -> list[str]:
+    return ["fineweb_val_000000.bin"] + [f"fineweb_train_{i:06d}.bin" for i in range(1, train_shards + 1)]
+
+
+def fetch_fineweb(dest: Path, train_shards: int, progress: bool = True) -> list[Path]:
+    """Download the FineWeb10B GPT-2 shards (val + `train_shards` train shards) with huggingface_hub, which
+    resumes interrupted downloads and shows progress; validate every shard header afterwards. The hub
+    endpoint honours HF_ENDPOINT (used by the tests to point at a local stand-in)."""
+    try:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.utils import disable_progress_bars
+    except ImportError:
+        raise FetchError("fetching FineWeb needs huggingface_hub: pip install 'pytest-speedrun[data]'") from None
+    from .data import read_header
+
+    if not progress:
+        disable_progress_bars()
+    if not 1 <= train_shards <= 103:
+        raise FetchError(f"--train-shards={train_shards}: FineWeb10B has train shards 1..103")
+    dest.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name in fineweb_files(train_shards):
+        try:
+            path = Path(hf_hub_download(repo_id=FINEWEB_REPO, filename=name, repo_type="dataset", local_dir=dest))
+        except Exception as exc:  # the hub client raises many types (HTTP, offline, disk): report them as one
+            raise FetchError(f"{FINEWEB_REPO}/{name}: download failed ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else ''}); run the command again to resume") \
+                from None
+        read_header(path)
+        paths.append(path)
+    return paths

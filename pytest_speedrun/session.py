@@ -35,7 +35,7 @@ from .resources import LeasePool, cpu_threads, discover_gpus, usable_cores
 from .results import append_record, find_completed, item_dir, new_session_id
 from .runner import kill_session
 from .sandbox import probe as probe_sandbox
-from .settings import Settings
+from .settings import Settings, default_data_dir
 from .tasks import Task, adhoc_task
 
 
@@ -86,7 +86,10 @@ class SpeedrunSession:
     def dataset(self, task: Task) -> Dataset:
         if task.dataset == "tiny":
             return ensure_tiny_dataset(self.settings.cache_dir)
-        return fineweb_dataset(self.settings.data_dir, task.train_shards)
+        data_dir = self.settings.data_dir
+        if data_dir is None and default_data_dir().is_dir():
+            data_dir = default_data_dir()
+        return fineweb_dataset(data_dir, task.train_shards)
 
     def run_settings(self, task: Task, who: str, on_wait=None) -> RunSettings:
         gpus, cores = self.needs(task)

@@ -22,6 +22,11 @@ def default_cache_dir() -> Path:
     return Path(env).expanduser() if env else Path(platformdirs.user_cache_dir("pytest-speedrun"))
 
 
+def default_data_dir() -> Path:
+    """Where `pytest-speedrun fetch data` puts FineWeb by default, and where items look without --speedrun-data."""
+    return default_cache_dir() / "fineweb10B"
+
+
 @dataclass(frozen=True)
 class Settings:
     agent: str | None
