@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from . import __version__, integrity, metrics, results, runner, stats
-from .agents.base import Agent, AgentContext
+from .agents.base import Agent, AgentContext, NodeResult
 from .contract import contract_reasons
 from .data import Dataset
 from .dataguard import DataGuard
@@ -132,6 +132,7 @@ class ItemResult:
     train_times_ms: tuple[float, ...] = ()
     p_value: float | None = None
     usage: dict = field(default_factory=dict)
+    nodes: tuple[dict, ...] = ()  # search nodes (scaffolds), in the order they ran
     resumed: bool = False
     harness_version: str = __version__
     started: str = ""
@@ -179,6 +180,48 @@ def prepare_workspace(task: Task, regime: tuple[int, ...], artifacts: Path,
     return workspace, script, hints
 
 
+class NodeRunner:
+    """`ctx.execute`: runs a candidate script as a search node, under the same checks as a final run."""
+
+    def __init__(self, req: ItemRequest, start_text: str, guard: DataGuard) -> None:
+        self.req, self.start_text, self.guard = req, start_text, guard
+        self.results: list[NodeResult] = []
+        self.best_ms = req.reference.t_start_ms
+
+    def __call__(self, script_text: str, parent: int | None = None, note: str = "") -> NodeResult:
+        req, task, ref = self.req, self.req.task, self.req.reference
+        index = len(self.results)
+        node_dir = req.artifacts_dir / "nodes" / f"{index:03d}"
+        node_dir.mkdir(parents=True)
+        script = node_dir / SCRIPT_NAME
+        script.write_text(script_text, encoding="utf-8")
+        tampered = leak_reasons(node_dir, task, req.regime) + contract_reasons(self.start_text, script_text)
+        ex = execute_script(script, task, req.settings, req.seed, node_dir / "run.log")
+        tampered += self.guard.changes()
+        m = ex.metrics
+        suspicious = []
+        if m is not None and ex.verdict.passed:
+            suspicious = integrity.suspicious_reasons(m, ex.outcome.wall_s, task.target_val_loss, ref.t_start_ms,
+                                                      ref.t_target_ms, ref.start_steps, ref.start_untimed_s)
+        verdict = integrity.final_verdict(ex.verdict, tampered, suspicious, req.allow_suspicious)
+        fsr = None
+        if verdict.passed and m is not None:
+            fsr = score(m.train_time_ms, ref.t_start_ms, ref.t_target_ms).fsr
+        if not verdict.passed:
+            kind = "buggy"
+        elif m is not None and m.train_time_ms < self.best_ms:
+            kind, self.best_ms = "improved", m.train_time_ms
+        else:
+            kind = "unimproved"
+        node = NodeResult(index=index, status=verdict.status, reasons=verdict.reasons,
+                          val_loss=m.val_loss if m else None, train_time_ms=m.train_time_ms if m else None,
+                          wall_s=round(ex.outcome.wall_s, 3), fsr=fsr, script_path=str(script), parent=parent,
+                          note=note, kind=kind, log_excerpt=runner.tail(node_dir / "run.log", 30))
+        results.write_atomic(node_dir / "node.json", json.dumps(node.to_json(), indent=2, default=str) + "\n")
+        self.results.append(node)
+        return node
+
+
 def _run_seed(seed: int, repeat: int) -> int:
     return seed if repeat == 0 else seed + 1_000_003 * repeat
 
@@ -198,15 +241,18 @@ def run_item(req: ItemRequest) -> ItemResult:
     workspace, script, hints = prepare_workspace(task, req.regime, art, req.start_script)
     start_text = script.read_text(encoding="utf-8")
     guard = DataGuard(req.settings.dataset.root)  # before the agent: it may touch the data too
+    nodes = NodeRunner(req, start_text, guard)
     ctx = AgentContext(task=task, workspace=workspace, script_path=script, hints=hints, hint_levels=req.regime,
-                       seed=req.seed, artifacts_dir=art, timeout_s=req.agent_timeout_s)
+                       seed=req.seed, artifacts_dir=art, timeout_s=req.agent_timeout_s, execute=nodes)
     try:
         solution = req.agent.solve(ctx)
     except AgentError as exc:
-        return _finish(art, ItemResult(**base, status=integrity.AGENT_ERROR, reasons=(str(exc),), finished=_now()))
+        return _finish(art, ItemResult(**base, status=integrity.AGENT_ERROR, reasons=(str(exc),), finished=_now(),
+                                       nodes=tuple(n.to_json() for n in nodes.results)))
     except Exception as exc:  # an agent plugin's bug is that agent's failure, not the harness's
         reason = f"agent {req.agent.name} raised {type(exc).__name__}: {exc}"
-        return _finish(art, ItemResult(**base, status=integrity.AGENT_ERROR, reasons=(reason,), finished=_now()))
+        return _finish(art, ItemResult(**base, status=integrity.AGENT_ERROR, reasons=(reason,), finished=_now(),
+                                       nodes=tuple(n.to_json() for n in nodes.results)))
     if solution.transcript is not None and not (art / "agent.log").exists():
         results.write_atomic(art / "agent.log", solution.transcript)
     script.write_text(solution.script, encoding="utf-8")
@@ -223,7 +269,8 @@ def run_item(req: ItemRequest) -> ItemResult:
         tampered += guard.changes()
         if not runs[-1].verdict.passed and runs[-1].verdict.status != integrity.INVALID:
             break  # a crash, timeout or missing result decides the item; more runs would not change it
-    return _finish(art, _judge_runs(req, base, runs, tampered, solution.usage))
+    result = _judge_runs(req, base, runs, tampered, solution.usage)
+    return _finish(art, replace(result, nodes=tuple(n.to_json() for n in nodes.results)))
 
 
 def _judge_runs(req: ItemRequest, base: dict, runs: list[Execution], tampered: list[str], usage: dict) -> ItemResult:
@@ -274,6 +321,21 @@ def _judge_runs(req: ItemRequest, base: dict, runs: list[Execution], tampered: l
         fsr=sc.fsr if sc else None, val_losses=losses if len(runs) > 1 else (),
         train_times_ms=times if len(runs) > 1 else (), p_value=p_value, usage=dict(usage), finished=_now(),
     )
+
+
+def agent_error_result(task: Task, agent: Agent, regime: tuple[int, ...], seed: int, reason: str, art: Path,
+                       key: str = "", start_source: str = "") -> ItemResult:
+    """Record an item whose agent failed before any work started (its preflight check)."""
+    agent_config = getattr(agent, "config", {}) or {}
+    result = ItemResult(
+        task=task.id, suite=task.suite, agent=agent.name, hints=regime_label(regime), seed=seed,
+        status=integrity.AGENT_ERROR, reasons=(reason,), target_val_loss=task.target_val_loss,
+        t_start_ms=task.start.train_time_ms, t_target_ms=task.target.train_time_ms, reference_source="manifest",
+        artifact_dir=str(art), config_key=key, model=str(agent_config.get("model", "")),
+        scaffold=str(agent_config.get("scaffold", "")), start_source=start_source or f"record {task.start.record}",
+        started=_now(), finished=_now(),
+    )
+    return _finish(art, result)
 
 
 def result_from_record(record: dict, **changes: object) -> ItemResult:

@@ -16,7 +16,7 @@ from pathlib import Path
 from .agents.base import Agent
 from .calibrate import Calibrator
 from .data import Dataset, ensure_tiny_dataset, fineweb_dataset
-from .errors import MissingInput
+from .errors import AgentError, MissingInput
 from .fetch import resolve_task
 from .harness import (
     SCRIPT_NAME,
@@ -24,6 +24,7 @@ from .harness import (
     ItemRequest,
     ItemResult,
     RunSettings,
+    agent_error_result,
     config_key,
     execute_script,
     result_from_record,
@@ -121,6 +122,13 @@ class SpeedrunSession:
                 result = result_from_record(record, resumed=True)
                 append_record(s.results_dir, result.to_json())
                 return result
+        preflight = getattr(self.agent, "preflight", None)
+        if preflight is not None:  # e.g. a missing API key: fail before calibrating or running anything
+            try:
+                preflight()
+            except AgentError as exc:
+                return agent_error_result(task, self.agent, regime, seed, str(exc),
+                                          item_dir(s.results_dir, self.info.session_id, name), key, start_source)
         run_settings = self.run_settings(task, name, on_wait)
         calibrator = Calibrator(cache_dir=s.cache_dir, settings=run_settings, runs=s.calibration_runs,
                                 force_before=self.info.started if s.calibrate else None)

@@ -2,11 +2,46 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from ..tasks import Task
+
+
+@dataclass(frozen=True)
+class NodeResult:
+    """The harness's verdict on one candidate script a search scaffold asked it to run (a search node).
+
+    Nodes go through exactly the checks a final solution does (env contract, data guard, log parsing,
+    integrity and suspicious rules). `log_excerpt` is deterministic (the last lines of the log), so an
+    agent's next prompt can include it without any LLM summarising."""
+
+    index: int
+    status: str
+    reasons: tuple[str, ...]
+    val_loss: float | None
+    train_time_ms: float | None
+    wall_s: float
+    fsr: float | None
+    log_excerpt: str
+    script_path: str
+    parent: int | None = None
+    note: str = ""  # what the scaffold did: draft, improve, debug, ...
+    kind: str = ""  # buggy | improved | unimproved (as in the paper's node-type breakdown)
+
+    @property
+    def valid(self) -> bool:
+        return self.status == "passed"
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data.pop("log_excerpt")
+        return data
+
+
+Executor = Callable[..., NodeResult]  # execute(script_text, parent=None, note="") -> NodeResult
 
 
 @dataclass(frozen=True)
@@ -22,6 +57,7 @@ class AgentContext:
     seed: int
     artifacts_dir: Path
     timeout_s: float
+    execute: Executor | None = None  # runs a candidate under the harness; search scaffolds call it per node
 
     @property
     def start_script(self) -> str:

@@ -41,9 +41,9 @@ class Hyperparameters:
     seq_len: int = 128
     # optimisation
     batch_size: int = 32  # sequences per step, global (split across ranks)
-    num_iterations: int = 600
-    learning_rate: float = 1e-3
-    warmup_iters: int = 50
+    num_iterations: int = 440
+    learning_rate: float = 2.5e-3
+    warmup_iters: int = 30
     min_lr_frac: float = 0.1
     weight_decay: float = 0.1
     # evaluation and logging

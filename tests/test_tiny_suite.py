@@ -1,0 +1,79 @@
+"""End to end on the real tiny suite (real torch training on the CPU): the quickstart's main job, the
+floor (baseline), torchrun with several processes, and the records' own contract."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pytest_speedrun.contract import env_usage
+from pytest_speedrun.tasks import find_suite, load_suite
+
+pytest_plugins = ["pytester"]
+
+RECORDS = sorted((find_suite("tiny") / "records").glob("record_*.py"))
+
+
+def _records(pytester: pytest.Pytester) -> list[dict]:
+    lines = (pytester.path / ".speedrun" / "results.jsonl").read_text().splitlines()
+    return [json.loads(ln) for ln in lines]
+
+
+@pytest.mark.parametrize("script", RECORDS, ids=lambda p: p.stem)
+def test_every_record_reads_the_env_contract(script: Path) -> None:
+    reads, writes = env_usage(script.read_text())
+    assert all(reads[name] for name in reads), reads
+    assert writes == []
+
+
+def test_records_form_a_ladder_of_distinct_scripts() -> None:
+    tasks = load_suite(find_suite("tiny"))
+    assert len(RECORDS) == len(tasks) + 1 >= 5
+    texts = [p.read_text() for p in RECORDS]
+    assert len(set(texts)) == len(texts)
+    assert all(t.start.steps and t.target.steps for t in tasks)
+
+
+@pytest.mark.slow
+def test_oracle_passes_every_tiny_task_and_baseline_recovers_nothing(pytester: pytest.Pytester,
+                                                                     cache_dir: Path) -> None:
+    """The quickstart's main job, plus the floor: genuine records never trip an integrity rule."""
+    args = ("--speedrun-suite=tiny", f"--speedrun-cache-dir={cache_dir}", "-p", "no:cacheprovider")
+    oracle = pytester.runpytest_subprocess("--speedrun-agent=oracle", *args)
+    oracle.assert_outcomes(passed=4)
+    oracle.stdout.fnmatch_lines(["*= speedrun =*", "tiny01[[]h0-s0[]]*passed*", "mean FSR: *"])
+    fsrs = [r["fsr"] for r in _records(pytester)]
+    assert all(0.5 <= f <= 1.5 for f in fsrs), fsrs
+    baseline = pytester.runpytest_subprocess("--speedrun-agent=baseline", *args)
+    baseline.assert_outcomes(passed=4)
+    fsrs = [r["fsr"] for r in _records(pytester)[4:]]
+    assert all(abs(f) <= 0.4 for f in fsrs), fsrs
+
+
+@pytest.mark.slow
+def test_a_record_runs_under_torchrun_with_two_processes(tmp_path: Path, cache_dir: Path) -> None:
+    from pytest_speedrun.data import ensure_tiny_dataset
+    from pytest_speedrun.harness import RunSettings, execute_script
+    from pytest_speedrun.tasks import adhoc_task
+
+    script = tmp_path / "train_gpt2.py"
+    text = RECORDS[-1].read_text()
+    script.write_text(text.replace("num_iterations: int = ", "num_iterations: int = 12  # ", 1))
+    task = adhoc_task(script, target_val_loss=9.0, nproc=2, timeout_s=300)
+    settings = RunSettings(dataset=ensure_tiny_dataset(cache_dir), threads=1)
+    single = execute_script(script, adhoc_task(script, target_val_loss=9.0), settings, 0, tmp_path / "one.log")
+    double = execute_script(script, task, settings, 0, tmp_path / "two.log")
+    assert double.outcome.exit_code == 0, (tmp_path / "two.log").read_text()[-2000:]
+    assert double.metrics is not None and double.metrics.steps == 12
+    # Same global batch, split across ranks: the same loss up to float reduction order.
+    assert double.metrics.val_loss == pytest.approx(single.metrics.val_loss, abs=2e-3)
+    assert "torch.distributed.run" in " ".join(double.outcome.command)
+
+
+def test_records_are_importable_python(tmp_path: Path) -> None:
+    import py_compile
+
+    for script in RECORDS:
+        py_compile.compile(str(script), cfile=str(tmp_path / (script.stem + ".pyc")), doraise=True)
