@@ -186,6 +186,7 @@ class NodeRunner:
     def __init__(self, req: ItemRequest, start_text: str, guard: DataGuard) -> None:
         self.req, self.start_text, self.guard = req, start_text, guard
         self.results: list[NodeResult] = []
+        self.executions: list[tuple[Execution, list[str]]] = []  # per node: the run and its tamper reasons
         self.best_ms = req.reference.t_start_ms
 
     def __call__(self, script_text: str, parent: int | None = None, note: str = "") -> NodeResult:
@@ -219,6 +220,7 @@ class NodeRunner:
                           note=note, kind=kind, log_excerpt=runner.tail(node_dir / "run.log", 30))
         results.write_atomic(node_dir / "node.json", json.dumps(node.to_json(), indent=2, default=str) + "\n")
         self.results.append(node)
+        self.executions.append((ex, tampered))
         return node
 
 
@@ -263,7 +265,13 @@ def run_item(req: ItemRequest) -> ItemResult:
     tampered = [] if getattr(req.agent, "trusted", False) else leak_reasons(workspace, task, req.regime)
     tampered += contract_reasons(start_text, solution.script, SCRIPT_NAME)
     runs = []
-    for r in range(max(1, req.repeats)):
+    reuse = solution.node is not None and req.repeats <= 1 and 0 <= solution.node < len(nodes.executions)
+    if reuse:  # the best search node already ran this script under the same checks: its run is the score
+        ex, node_tampered = nodes.executions[solution.node]
+        if Path(nodes.results[solution.node].script_path).read_text(encoding="utf-8") == solution.script:
+            runs.append(ex)
+            tampered += node_tampered
+    for r in range(0 if runs else max(1, req.repeats)):
         log = art / ("run.log" if r == 0 else f"run-{r}.log")
         runs.append(execute_script(script, task, req.settings, _run_seed(req.seed, r), log))
         tampered += guard.changes()

@@ -66,9 +66,13 @@ class AgentContext:
 
 @dataclass(frozen=True)
 class Solution:
+    """An agent's answer. `node`: the index of the search node whose run is this script's score (search
+    scaffolds); the harness then reuses that node's run instead of running the script again."""
+
     script: str
     transcript: str | None = None
     usage: dict = field(default_factory=dict)
+    node: int | None = None
 
 
 @runtime_checkable
