@@ -14,6 +14,7 @@ import os
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -58,7 +59,22 @@ def fingerprint(threads: int | None, nproc: int, python: str = sys.executable) -
         "threads": str(threads),
         "nproc": str(nproc),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+        "gpus": gpu_inventory(),
     }
+
+
+def gpu_inventory(nvidia_smi: str = "nvidia-smi") -> str:
+    """GPU models, count and driver as nvidia-smi reports them ("" without GPUs): part of the fingerprint,
+    so times measured on one kind of node are never used on another."""
+    exe = shutil.which(nvidia_smi)
+    if exe is None:
+        return ""
+    try:
+        out = subprocess.run([exe, "--query-gpu=name,driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return "; ".join(sorted(line.strip() for line in out.splitlines() if line.strip()))
 
 
 def fingerprint_id(fp: dict[str, str]) -> str:
@@ -76,9 +92,9 @@ class Calibrator:
     runs: int = 1
     force_before: float | None = None  # re-measure entries measured before this time (--speedrun-calibrate)
 
-    def measure(self, task: Task, ref: ScriptRef) -> tuple[dict, str]:
+    def measure(self, task: Task, ref: ScriptRef, lookup_only: bool = False) -> tuple[dict | None, str]:
         """The calibration entry of `ref` on this machine (median train_time_ms, steps, untimed_s, the raw
-        runs) and the fingerprint id; cached."""
+        runs) and the fingerprint id; cached. With `lookup_only`, never run: None when nothing is cached."""
         if ref.path is None:
             raise CalibrationError(f"task {task.id}: cannot calibrate {ref.describe()}: script not available locally")
         nproc = self.settings.nproc or task.launch.nproc_per_node
@@ -91,6 +107,8 @@ class Calibrator:
         root = self.cache_dir / "calibration"
         root.mkdir(parents=True, exist_ok=True)
         entry_path = root / f"{key}.json"
+        if lookup_only:
+            return self._load(entry_path), fid
         with FileLock(str(root / f"{key}.lock")):
             entry = self._load(entry_path)
             if entry is None:
@@ -130,12 +148,15 @@ class Calibrator:
                 "script": str(ref.path), "fingerprint": fp, "fingerprint_id": fid, "measured_at": time.time()}
 
     def reference(self, task: Task) -> Reference:
-        """t_i and t_{i+1} for `task`: calibrated here, or the manifest's figures."""
-        if task.reference != "calibrate":
+        """t_i and t_{i+1} for `task`. Tasks with `reference.source = "calibrate"` (the tiny suite) are measured
+        here when not cached. Others (the paper's times) use calibrated times when this machine's fingerprint
+        has them (`pytest-speedrun calibrate`, or `--speedrun-calibrate` to measure now), else the manifest's."""
+        measure_now = task.reference == "calibrate" or self.force_before is not None
+        start, fid = self.measure(task, task.start.script, lookup_only=not measure_now)
+        target, _ = self.measure(task, task.target.script, lookup_only=not measure_now)
+        if start is None or target is None:
             return Reference(task.start.train_time_ms, task.target.train_time_ms, "manifest",
                              start_steps=task.start.steps)
-        start, fid = self.measure(task, task.start.script)
-        target, _ = self.measure(task, task.target.script)
         t_start, t_target = float(start["train_time_ms"]), float(target["train_time_ms"])
         if t_target >= t_start:
             raise CalibrationError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from . import __version__
@@ -50,6 +51,40 @@ def _fetch_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _calibrate(args: argparse.Namespace) -> int:
+    import time
+
+    from .calibrate import Calibrator
+    from .fetch import resolve_task
+    from .session import SessionInfo, SpeedrunSession
+    from .settings import build_settings
+    from .tasks import find_suite, load_suite
+
+    settings = build_settings(
+        agent=None, suites=[args.suite], hints="0", seeds=1, min_fsr=None, calibrate=True, calibration_runs=args.runs,
+        results_dir=Path.cwd() / ".speedrun", cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+        timeout_s=None, agent_timeout_s=1.0, threads=args.threads, python=None,
+        data_dir=Path(args.data) if args.data else None, nproc=args.nproc)
+    tasks = [t for t in load_suite(find_suite(args.suite))
+             if not args.k or any(k in t.id for k in args.k.split(","))]
+    if not tasks:
+        raise SpeedrunError(f"-k {args.k}: no task of suite {args.suite} matches")
+    session = SpeedrunSession(settings, None, SessionInfo.create(None))
+    started = time.time()
+    try:
+        for task in tasks:
+            task = resolve_task(task, settings.cache_dir)
+            calibrator = Calibrator(settings.cache_dir, session.run_settings(task, task.id), runs=args.runs,
+                                    force_before=started if args.force else None)
+            ref = calibrator.reference(replace(task, reference="calibrate"))
+            print(f"{task.id}: t_i {ref.t_start_ms:.0f} ms, t_i+1 {ref.t_target_ms:.0f} ms "
+                  f"(paper/manifest: {task.start.train_time_ms:.0f}, {task.target.train_time_ms:.0f}) "
+                  f"[{ref.source}, median of {args.runs}]", flush=True)
+    finally:
+        session.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pytest-speedrun", description="Tools for the pytest-speedrun benchmark.")
     parser.add_argument("--version", action="version", version=f"pytest-speedrun {__version__}")
@@ -70,6 +105,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="destination (default: <cache dir>/fineweb10B)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_fetch_data)
+    p = sub.add_parser("calibrate", help="measure t_i and t_i+1 of tasks on this machine (cached by fingerprint)")
+    p.add_argument("--suite", default="nanogpt", help="suite (default: nanogpt)")
+    p.add_argument("-k", help="task ids to calibrate: substrings, comma-separated (default: all)")
+    p.add_argument("--runs", type=int, default=3, help="runs per record; the median is used (default 3)")
+    p.add_argument("--force", action="store_true", help="re-measure even when cached")
+    p.add_argument("--nproc", type=int, help="processes (GPUs) per run (default: the manifest's)")
+    p.add_argument("--threads", type=int, help="CPU threads per run (default: all usable cores)")
+    p.add_argument("--data", help="FineWeb shard directory (default: <cache dir>/fineweb10B)")
+    p.add_argument("--cache-dir", help="cache directory (default: $PYTEST_SPEEDRUN_CACHE or the user cache dir)")
+    p.set_defaults(func=_calibrate)
     p = sub.add_parser("report", help="render results stores to Markdown, HTML and PNG plots")
     p.add_argument("results", nargs="+", help="results store directories (e.g. .speedrun) or results.jsonl files")
     p.add_argument("--out", default="speedrun-report", help="output directory (default: speedrun-report)")

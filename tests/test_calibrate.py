@@ -67,3 +67,30 @@ def test_fingerprint_depends_on_threads_and_process_count() -> None:
     assert fingerprint(1, 1) != fingerprint(2, 1)
     assert fingerprint(1, 1) != fingerprint(1, 8)
     assert fingerprint(2, 1) == fingerprint(2, 1)
+
+
+def test_manifest_tasks_use_calibrated_times_only_when_this_machine_has_them(tmp_path: Path, cache_dir: Path,
+                                                                           capsys) -> None:
+    from pytest_speedrun import cli
+
+    suite = write_suite(tmp_path, works=(0.3, 0.15))
+    path = suite / "mini01.toml"
+    path.write_text(path.read_text().replace('source = "calibrate"', 'source = "manifest"'))
+    task = load_task(path)
+    settings = RunSettings(dataset=ensure_tiny_dataset(cache_dir), threads=1)
+    cal = Calibrator(cache_dir=tmp_path / "cache", settings=settings)
+    assert cal.reference(task).source == "manifest"  # nothing measured here yet: the paper's figures
+    assert cli.main(["calibrate", "--suite", str(suite), "--runs", "2", "--threads", "1",
+                     "--cache-dir", str(tmp_path / "cache")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("mini01: t_i ") and "median of 2" in out
+    ref = cal.reference(task)
+    assert ref.source.startswith("calibrated:") and 250 < ref.t_start_ms < 450
+
+
+def test_calibrate_command_rejects_an_unknown_task(tmp_path: Path, capsys) -> None:
+    from pytest_speedrun import cli
+
+    suite = write_suite(tmp_path)
+    assert cli.main(["calibrate", "--suite", str(suite), "-k", "task99", "--cache-dir", str(tmp_path / "c")]) == 1
+    assert "no task of suite" in capsys.readouterr().err
