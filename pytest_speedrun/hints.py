@@ -6,6 +6,9 @@ A regime is a combination such as `1+2`; regime `0` means no hints.
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 from .errors import UsageError
 from .tasks import HINT_LEVELS, Task
 
@@ -49,3 +52,26 @@ def hint_text(task: Task, regime: tuple[int, ...]) -> str | None:
     parts = [f"## Hint level {lv}: {LEVEL_NAMES[lv]}\n\n{task.hints[lv].read_text(encoding='utf-8').strip()}\n"
              for lv in regime]
     return "\n".join(parts)
+
+
+def external_hints(hints_dir: Path, task: Task) -> dict[int, Path]:
+    """Hint files laid out as in the paper's public release: `record_N/level_{1,2,3}_*.txt`, where record_N
+    describes the change N -> N+1 (task `taskNN` starts at record NN). Levels without a file are left out."""
+    folder = hints_dir / f"record_{task.start.record}"
+    found: dict[int, Path] = {}
+    for level in HINT_LEVELS:
+        matches = sorted(folder.glob(f"level_{level}_*.txt")) + sorted(folder.glob(f"level_{level}.txt"))
+        if matches:
+            found[level] = matches[0]
+    return found
+
+
+def with_external_hints(task: Task, hints_dir: Path | None) -> Task:
+    """`task` with its hints replaced by those of `--speedrun-hints-dir` (UsageError if the dir lacks the task)."""
+    if hints_dir is None:
+        return task
+    found = external_hints(hints_dir, task)
+    if not found:
+        raise UsageError(f"--speedrun-hints-dir={hints_dir}: no record_{task.start.record}/level_*_*.txt for "
+                         f"task {task.id}; expected the paper's layout record_N/level_{{1,2,3}}_<name>.txt")
+    return replace(task, hints=found)

@@ -49,6 +49,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="task suite to collect (packaged name such as 'tiny', or a directory of manifests); repeatable")
     g.addoption("--speedrun-hints", default="0", metavar="REGIMES",
                 help="comma-separated hint regimes: 0 (none), 1, 2, 3, 1+2, 1+2+3 (default: 0)")
+    g.addoption("--speedrun-hints-dir", metavar="DIR",
+                help="hints in the paper's layout (record_N/level_{1,2,3}_*.txt) instead of the suite's own")
     g.addoption("--speedrun-seeds", type=int, default=1, metavar="N", help="seeds per task and regime (default 1)")
     g.addoption("--speedrun-min-fsr", type=float, default=None, metavar="X", help="also fail items with FSR < X")
     g.addoption("--speedrun-calibrate", action="store_true", help="re-measure calibrated reference times")
@@ -107,7 +109,7 @@ def pytest_configure(config: pytest.Config) -> None:
             data_dir=_path(opt.speedrun_data, cwd), allow_suspicious=opt.speedrun_allow_suspicious,
             sandbox=opt.speedrun_sandbox, max_memory=opt.speedrun_max_memory, nproc=opt.speedrun_nproc,
             gpus=opt.speedrun_gpus, resume=opt.speedrun_resume, repeats=opt.speedrun_repeats,
-            cumulative=opt.speedrun_cumulative,
+            cumulative=opt.speedrun_cumulative, hints_dir=_path(opt.speedrun_hints_dir, cwd),
         )
         agent = _make_agent(config, settings.agent) if settings.agent else None
     except SpeedrunError as exc:

@@ -30,7 +30,7 @@ from .harness import (
     result_from_record,
     run_item,
 )
-from .hints import regime_label
+from .hints import regime_label, with_external_hints
 from .integrity import PASSED
 from .resources import LeasePool, cpu_threads, discover_gpus, usable_cores
 from .results import append_record, find_completed, item_dir, new_session_id
@@ -113,7 +113,7 @@ class SpeedrunSession:
         the runs. `previous` is the task before this one in the suite (cumulative mode)."""
         assert self.agent is not None
         s = self.settings
-        task = resolve_task(task, s.cache_dir)
+        task = with_external_hints(resolve_task(task, s.cache_dir), s.hints_dir)
         start_script, start_source = self._cumulative_start(task, regime, seed, previous)
         key = config_key(task, self.agent, regime, seed, s.repeats, start_script)
         if s.resume:

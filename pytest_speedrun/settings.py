@@ -51,6 +51,7 @@ class Settings:
     resume: bool = False
     repeats: int = 1
     cumulative: bool = False
+    hints_dir: Path | None = None
 
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -80,6 +81,7 @@ def build_settings(
     agent_timeout_s: float, threads: int | None, python: str | None, data_dir: Path | None,
     allow_suspicious: bool = False, sandbox: str = "none", max_memory: str | None = None, nproc: int | None = None,
     gpus: str | None = None, resume: bool = False, repeats: int = 1, cumulative: bool = False,
+    hints_dir: Path | None = None,
 ) -> Settings:
     """Validate option values; raise UsageError naming the option on the first bad one."""
     _positive("--speedrun-seeds", seeds)
@@ -95,6 +97,8 @@ def build_settings(
         raise UsageError(f"--speedrun-data={data_dir}: not a directory; point it at the folder holding the .bin shards")
     if python is not None and not Path(python).exists():
         raise UsageError(f"--speedrun-python={python}: no such interpreter")
+    if hints_dir is not None and not hints_dir.is_dir():
+        raise UsageError(f"--speedrun-hints-dir={hints_dir}: not a directory; give the folder holding record_N/")
     if sandbox not in KINDS:
         raise UsageError(f"--speedrun-sandbox={sandbox}: unknown sandbox; use one of {', '.join(KINDS)}")
     _check_writable("--speedrun-results", results_dir)
@@ -104,7 +108,7 @@ def build_settings(
         cache_dir=cache_dir or default_cache_dir(), timeout_s=timeout_s, agent_timeout_s=agent_timeout_s,
         threads=threads, python=python or sys.executable, data_dir=data_dir, allow_suspicious=allow_suspicious,
         sandbox=sandbox, max_memory_bytes=parse_memory(max_memory) if max_memory else None, nproc=nproc,
-        gpus=gpus, resume=resume, repeats=repeats, cumulative=cumulative,
+        gpus=gpus, resume=resume, repeats=repeats, cumulative=cumulative, hints_dir=hints_dir,
     )
 
 
