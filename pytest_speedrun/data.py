@@ -191,37 +191,42 @@ def tiny_corpus_key() -> str:
     return f"v{TINY_CORPUS_VERSION}-" + hashlib.sha256(repr(spec).encode()).hexdigest()[:10]
 
 
-def _tiny_intact(root: Path) -> bool:
+def _intact(root: Path, shards: int) -> bool:
     try:
         recorded = json.loads((root / dataguard.DIGESTS_FILE).read_text())
     except (OSError, ValueError):
         return False
-    return all((root / name).exists() and dataguard.full_sha256(root / name) == digest
-               for name, digest in recorded.items()) and len(recorded) == TINY_TRAIN_SHARDS + 1
+    return len(recorded) == shards and all(
+        (root / name).exists() and dataguard.full_sha256(root / name) == digest for name, digest in recorded.items())
 
 
-def ensure_tiny_dataset(cache_dir: Path) -> Dataset:
-    """Generate the tiny corpus into `cache_dir/tiny-data/<key>/` once; later calls reuse it.
+def ensure_generated_dataset(parent: Path, *, train_shards: int = TINY_TRAIN_SHARDS,
+                             tokens_per_train_shard: int = TINY_TOKENS_PER_TRAIN_SHARD,
+                             val_tokens: int = TINY_VAL_TOKENS, val_tokens_contract: int | None = None) -> Dataset:
+    """Generate shards of the tiny corpus into `parent/<key>/` once; later calls reuse them.
 
     Generation goes to a temporary directory that is renamed into place, so concurrent xdist workers
-    never see a half-written dataset (the loser of the race discards its copy).
+    never see a half-written dataset (the loser of the race discards its copy). Digests are recorded and
+    checked on every call: shards modified by anyone are regenerated.
     """
-    root = cache_dir / "tiny-data" / tiny_corpus_key()
+    sizes = (train_shards, tokens_per_train_shard, val_tokens)
+    key = tiny_corpus_key() if sizes == (TINY_TRAIN_SHARDS, TINY_TOKENS_PER_TRAIN_SHARD, TINY_VAL_TOKENS) else \
+        tiny_corpus_key() + "-" + "x".join(map(str, sizes))
+    root = parent / key
     done = root / "COMPLETE"
-    if done.exists() and not _tiny_intact(root):
-        # A run (or anyone) modified the generated shards: the integrity check reported it; regenerate.
+    if done.exists() and not _intact(root, train_shards + 1):
         shutil.rmtree(root, ignore_errors=True)
     if not done.exists():
         root.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".gen-", dir=root.parent))
         try:
-            write_shard(tmp / "fineweb_val_000000.bin", generate_tiny_tokens(TINY_VAL_TOKENS, seed=TINY_SEED + 1))
-            for i in range(1, TINY_TRAIN_SHARDS + 1):
-                tokens = generate_tiny_tokens(TINY_TOKENS_PER_TRAIN_SHARD, seed=TINY_SEED + 1 + i)
+            write_shard(tmp / "fineweb_val_000000.bin", generate_tiny_tokens(val_tokens, seed=TINY_SEED + 1))
+            for i in range(1, train_shards + 1):
+                tokens = generate_tiny_tokens(tokens_per_train_shard, seed=TINY_SEED + 1 + i)
                 write_shard(tmp / f"fineweb_train_{i:06d}.bin", tokens)
             dataguard.record_digests(tmp)
             dataguard.make_read_only(tmp)
-            (tmp / "COMPLETE").write_text(tiny_corpus_key() + "\n")
+            (tmp / "COMPLETE").write_text(key + "\n")
             try:
                 os.rename(tmp, root)
             except OSError:
@@ -229,12 +234,13 @@ def ensure_tiny_dataset(cache_dir: Path) -> Dataset:
                     raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-    return Dataset(
-        root=root,
-        train_glob=str(root / "fineweb_train_*.bin"),
-        val_glob=str(root / "fineweb_val_*.bin"),
-        val_tokens=TINY_VAL_TOKENS,
-    )
+    return Dataset(root=root, train_glob=str(root / "fineweb_train_*.bin"), val_glob=str(root / "fineweb_val_*.bin"),
+                   val_tokens=val_tokens_contract or val_tokens)
+
+
+def ensure_tiny_dataset(cache_dir: Path) -> Dataset:
+    """The tiny suite's corpus under `cache_dir/tiny-data/`, generated on first use (under a second)."""
+    return ensure_generated_dataset(cache_dir / "tiny-data")
 
 
 FINEWEB_VAL_TOKENS = 10485760

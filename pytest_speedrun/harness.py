@@ -133,6 +133,7 @@ class ItemResult:
     p_value: float | None = None
     usage: dict = field(default_factory=dict)
     nodes: tuple[dict, ...] = ()  # search nodes (scaffolds), in the order they ran
+    mode: str = "benchmark"  # or "smoke": a few steps of the start script, no val_loss asserted
     resumed: bool = False
     harness_version: str = __version__
     started: str = ""
@@ -342,6 +343,35 @@ def agent_error_result(task: Task, agent: Agent, regime: tuple[int, ...], seed: 
         artifact_dir=str(art), config_key=key, model=str(agent_config.get("model", "")),
         scaffold=str(agent_config.get("scaffold", "")), start_source=start_source or f"record {task.start.record}",
         started=_now(), finished=_now(),
+    )
+    return _finish(art, result)
+
+
+def run_smoke(task: Task, settings: RunSettings, art: Path, seed: int = 0) -> ItemResult:
+    """Smoke mode: the start script, shortened on a copy in the item's directory, on small generated shards.
+    It passes when the run exits 0 and prints a validation line the harness can parse; the loss is not judged."""
+    from .smoke import SMOKE_STEPS, shorten
+
+    assert task.start.script.path is not None
+    work = art / "smoke"
+    work.mkdir(parents=True)
+    script = work / SCRIPT_NAME
+    script.write_text(shorten(task.start.script.path.read_text(encoding="utf-8")), encoding="utf-8")
+    started = _now()
+    ex = execute_script(script, task, settings, seed, art / "run.log")
+    status, reasons = ex.verdict.status, ex.verdict.reasons
+    if status == integrity.INVALID:  # the loss after a few steps is meaningless: only the run is checked
+        status, reasons = integrity.PASSED, ()
+    m = ex.metrics
+    result = ItemResult(
+        task=task.id, suite=task.suite, agent="smoke", hints="0", seed=seed, status=status,
+        reasons=reasons + (f"smoke: {SMOKE_STEPS} steps on generated shards; val_loss not judged",),
+        target_val_loss=task.target_val_loss, t_start_ms=task.start.train_time_ms,
+        t_target_ms=task.target.train_time_ms, reference_source="manifest", artifact_dir=str(art),
+        start_source=f"record {task.start.record}", log_path=str(ex.outcome.log_path),
+        val_loss=m.val_loss if m else None, train_time_ms=m.train_time_ms if m else None,
+        step=m.step if m else None, steps=m.steps if m else None, wall_s=round(ex.outcome.wall_s, 3),
+        mode="smoke", started=started, finished=_now(),
     )
     return _finish(art, result)
 

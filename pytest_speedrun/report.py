@@ -13,7 +13,7 @@ from .runner import tail
 
 PROPERTY_KEYS = ("agent", "model", "scaffold", "hints", "seed", "status", "val_loss", "train_time_ms",
                  "train_time_std_ms", "t_start_ms", "t_target_ms", "speedup", "fsr", "repeats", "p_value",
-                 "artifact_dir", "reference_source", "start_source", "config_key", "resumed", "reasons")
+                 "artifact_dir", "reference_source", "start_source", "config_key", "resumed", "mode", "reasons")
 
 
 def _fmt(value: Any) -> Any:
@@ -87,6 +87,7 @@ def aggregate_lines(rows: list[dict[str, Any]]) -> list[str]:
 
 def suite_properties(rows: list[dict[str, Any]]) -> list[tuple[str, Any]]:
     """Session-level figures for the JUnit <testsuite> properties (written by the controller)."""
+    rows = [r for r in rows if r.get("mode") != "smoke"]
     props: list[tuple[str, Any]] = [("speedrun_items", len(rows)),
                                     ("speedrun_passed", sum(r["status"] == PASSED for r in rows))]
     for agg in stats.aggregate([record_of_row(r) for r in rows]):
@@ -102,17 +103,25 @@ def _num(value: Any, fmt: str) -> str:
 
 
 def summary_lines(rows: list[dict[str, Any]]) -> list[str]:
-    """The terminal table: one row per item, sorted by node id, then the mean FSR."""
+    """The terminal table: one row per item, sorted by node id, then the mean FSR (smoke items aside)."""
     header = ("item", "status", "val_loss", "train_ms", "t_i_ms", "t_i+1_ms", "speedup", "FSR")
     body = [
         (r["nodeid"].rsplit("/", 1)[-1].rsplit("::", 1)[-1],
-         r["status"] + (" (resumed)" if r.get("resumed") in (True, "True", "true") else ""), _num(r["val_loss"], ".4f"),
+         r["status"] + (" (resumed)" if r.get("resumed") in (True, "True", "true") else "")
+         + (" (smoke)" if r.get("mode") == "smoke" else ""), _num(r["val_loss"], ".4f"),
          _num(r["train_time_ms"], ".0f"), _num(r["t_start_ms"], ".0f"), _num(r["t_target_ms"], ".0f"),
          _num(r["speedup"], ".3f"), _num(r["fsr"], ".3f"))
         for r in sorted(rows, key=lambda r: r["nodeid"])
     ]
     widths = [max(len(str(x)) for x in col) for col in zip(header, *body)]
     out = ["  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip() for line in [header, *body]]
+    smoke = [r for r in rows if r.get("mode") == "smoke"]
+    if smoke:
+        out.append(f"smoke: {sum(r['status'] == PASSED for r in smoke)}/{len(smoke)} start script(s) ran and "
+                   "reported a validation line (val_loss not judged)")
+    rows = [r for r in rows if r.get("mode") != "smoke"]
+    if not rows:
+        return out
     fsrs = [float(r["fsr"]) if r["status"] == PASSED and r["fsr"] != "" else 0.0 for r in rows]
     passed = sum(r["status"] == PASSED for r in rows)
     resumed = sum(r.get("resumed") in (True, "True", "true") for r in rows)

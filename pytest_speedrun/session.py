@@ -29,6 +29,7 @@ from .harness import (
     execute_script,
     result_from_record,
     run_item,
+    run_smoke,
 )
 from .hints import regime_label, with_external_hints
 from .integrity import PASSED
@@ -37,6 +38,7 @@ from .results import append_record, find_completed, item_dir, new_session_id
 from .runner import kill_session
 from .sandbox import probe as probe_sandbox
 from .settings import Settings, default_data_dir
+from .smoke import smoke_dataset
 from .tasks import Task, adhoc_task
 
 
@@ -92,7 +94,7 @@ class SpeedrunSession:
             data_dir = default_data_dir()
         return fineweb_dataset(data_dir, task.train_shards)
 
-    def run_settings(self, task: Task, who: str, on_wait=None) -> RunSettings:
+    def run_settings(self, task: Task, who: str, on_wait=None, dataset: Dataset | None = None) -> RunSettings:
         gpus, cores = self.needs(task)
         if gpus > len(self.info.gpus):
             raise MissingInput(f"task {task.id} needs {gpus} GPU(s), this machine offers {len(self.info.gpus)}"
@@ -101,7 +103,7 @@ class SpeedrunSession:
         self.pool.on_wait = on_wait
         s = self.settings
         return RunSettings(
-            dataset=self.dataset(task), threads=cores, python=s.python, timeout_s=s.timeout_s, nproc=s.nproc,
+            dataset=dataset or self.dataset(task), threads=cores, python=s.python, timeout_s=s.timeout_s, nproc=s.nproc,
             sandbox=probe_sandbox(s.sandbox), max_memory_bytes=s.max_memory_bytes,
             lease=lambda: self.pool.lease(gpus, cores, who=who), compile_cache=s.cache_dir / "compile",
             session_id=self.info.session_id,
@@ -111,8 +113,10 @@ class SpeedrunSession:
             previous: Task | None = None) -> ItemResult:
         """Everything an item does: resume lookup, data, reference times (calibrating if needed), the agent,
         the runs. `previous` is the task before this one in the suite (cumulative mode)."""
-        assert self.agent is not None
         s = self.settings
+        if s.smoke:
+            return self.run_smoke(task, name, on_wait)
+        assert self.agent is not None
         task = with_external_hints(resolve_task(task, s.cache_dir), s.hints_dir)
         start_script, start_source = self._cumulative_start(task, regime, seed, previous)
         key = config_key(task, self.agent, regime, seed, s.repeats, start_script)
@@ -144,6 +148,14 @@ class SpeedrunSession:
             chain.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(Path(result.artifact_dir) / "solution.py", chain / f"{task.id}.py")
         return result
+
+    def run_smoke(self, task: Task, name: str, on_wait=None) -> ItemResult:
+        """A few steps of the task's start script on small generated shards (see smoke.py)."""
+        s = self.settings
+        task = resolve_task(task, s.cache_dir)
+        settings = self.run_settings(task, name, on_wait, dataset=smoke_dataset(s.cache_dir, task.dataset))
+        settings = replace(settings, timeout_s=s.timeout_s or 900.0)
+        return run_smoke(task, settings, item_dir(s.results_dir, self.info.session_id, name))
 
     def _chain_dir(self, suite: str, regime: tuple[int, ...], seed: int) -> Path:
         chain = f"{suite}-h{regime_label(regime)}-s{seed}"

@@ -52,6 +52,7 @@ class Settings:
     repeats: int = 1
     cumulative: bool = False
     hints_dir: Path | None = None
+    smoke: bool = False
 
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -81,7 +82,7 @@ def build_settings(
     agent_timeout_s: float, threads: int | None, python: str | None, data_dir: Path | None,
     allow_suspicious: bool = False, sandbox: str = "none", max_memory: str | None = None, nproc: int | None = None,
     gpus: str | None = None, resume: bool = False, repeats: int = 1, cumulative: bool = False,
-    hints_dir: Path | None = None,
+    hints_dir: Path | None = None, smoke: bool = False,
 ) -> Settings:
     """Validate option values; raise UsageError naming the option on the first bad one."""
     _positive("--speedrun-seeds", seeds)
@@ -108,7 +109,7 @@ def build_settings(
         cache_dir=cache_dir or default_cache_dir(), timeout_s=timeout_s, agent_timeout_s=agent_timeout_s,
         threads=threads, python=python or sys.executable, data_dir=data_dir, allow_suspicious=allow_suspicious,
         sandbox=sandbox, max_memory_bytes=parse_memory(max_memory) if max_memory else None, nproc=nproc,
-        gpus=gpus, resume=resume, repeats=repeats, cumulative=cumulative, hints_dir=hints_dir,
+        gpus=gpus, resume=resume, repeats=repeats, cumulative=cumulative, hints_dir=hints_dir, smoke=smoke,
     )
 
 
