@@ -57,6 +57,13 @@ class RunSettings:
     lease: Callable[[], AbstractContextManager[Lease]] = no_lease  # devices for each run, held only while it runs
     compile_cache: Path | None = None  # per-lease TORCHINDUCTOR/TRITON cache root
     session_id: str = ""  # marks every process of the session, for cleanup after a crash or signal
+    progress: Callable[[str], None] | None = None  # live progress lines (step k/N, val_loss, elapsed, ETA)
+
+
+def _progress_reporter(progress: Callable[[str], None] | None, log_path: Path) -> Callable[[float], None] | None:
+    if progress is None:
+        return None
+    return lambda elapsed: progress(metrics.progress_line(log_path, elapsed))
 
 
 def execute_script(script: Path, task: Task, settings: RunSettings, seed: int, log_path: Path) -> Execution:
@@ -73,7 +80,8 @@ def execute_script(script: Path, task: Task, settings: RunSettings, seed: int, l
         spec = runner.RunSpec(script=script, workdir=script.parent, log_path=log_path, env=env, timeout_s=timeout,
                               nproc=settings.nproc or task.launch.nproc_per_node, python=settings.python,
                               prefix=tuple(settings.sandbox.prefix(script.parent, (settings.dataset.root,))),
-                              max_memory_bytes=settings.max_memory_bytes, cpu_affinity=lease.cores)
+                              max_memory_bytes=settings.max_memory_bytes, cpu_affinity=lease.cores,
+                              on_progress=_progress_reporter(settings.progress, log_path))
         outcome = runner.run(spec)
     parsed, error = None, None
     try:

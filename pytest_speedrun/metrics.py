@@ -130,3 +130,24 @@ def progress_of(text: str, source: str | None = None) -> Progress:
 
 def to_cli_json(m: Metrics) -> str:
     return json.dumps({"val_loss": m.val_loss, "train_time_ms": m.train_time_ms, "step": m.step, "steps": m.steps})
+
+
+def progress_line(log_path: Path, elapsed_s: float) -> str:
+    """One line for live progress, from the training-step lines so far: step k/N, last val_loss, elapsed, ETA."""
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - 16 * 1024))
+            text = f.read().decode("utf-8", errors="replace")
+    except OSError:
+        text = ""
+    p = progress_of(text)
+    if p.step is None or not p.steps:
+        return f"starting, {elapsed_s:.0f}s elapsed"
+    line = f"step {p.step}/{p.steps}"
+    if p.last_val_loss is not None:
+        line += f", val_loss {p.last_val_loss:.4f}"
+    line += f", {elapsed_s:.0f}s elapsed"
+    if p.step > 0:
+        line += f", ETA {elapsed_s / p.step * (p.steps - p.step):.0f}s"
+    return line

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +14,7 @@ from typing import Any
 import pytest
 
 from . import hookspec, report
+from .agents import llm
 from .agents.base import Agent
 from .agents.registry import available_agents, make_agent
 from .errors import MissingInput, SpeedrunError
@@ -49,6 +52,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="task suite to collect (packaged name such as 'tiny', or a directory of manifests); repeatable")
     g.addoption("--speedrun-hints", default="0", metavar="REGIMES",
                 help="comma-separated hint regimes: 0 (none), 1, 2, 3, 1+2, 1+2+3 (default: 0)")
+    g.addoption("--speedrun-smoke", action="store_true",
+                help="run each task's start script for a few steps on small generated shards (no agent needed)")
     g.addoption("--speedrun-hints-dir", metavar="DIR",
                 help="hints in the paper's layout (record_N/level_{1,2,3}_*.txt) instead of the suite's own")
     g.addoption("--speedrun-seeds", type=int, default=1, metavar="N", help="seeds per task and regime (default 1)")
@@ -85,6 +90,66 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("speedrun_suites", type="linelist", default=[],
                   help="suites collected when --speedrun-suite is not given")
     parser.addini("speedrun_agent", default="", help="default --speedrun-agent")
+    _add_llm_options(parser)
+
+
+# LLM agent settings settable on the command line (`--speedrun-<key>`); see README "LLM agents".
+LLM_CLI_KEYS = ("model", "base_url", "api_key_env", "temperature", "max_tokens", "reasoning_effort", "scaffold",
+                "budget", "n0", "branch", "p_debug", "max_debug_depth", "reflections", "max_cost", "max_llm_calls",
+                "max_llm_tokens", "llm_retries", "llm_cache", "prompts")
+
+
+def _add_llm_options(parser: pytest.Parser) -> None:
+    g = parser.getgroup("speedrun-llm", "LLM agents of pytest-speedrun (claude, openai, deepseek, local)")
+    g.addoption("--speedrun-model", metavar="NAME", help="the model (default: the agent's table, else its preset)")
+    g.addoption("--speedrun-base-url", metavar="URL", help="the OpenAI-compatible endpoint, e.g. http://host:8000/v1")
+    g.addoption("--speedrun-api-key-env", metavar="VAR", help="environment variable holding the API key")
+    g.addoption("--speedrun-temperature", type=float, metavar="T", help="sampling temperature")
+    g.addoption("--speedrun-max-tokens", type=int, metavar="N", help="output tokens per response")
+    g.addoption("--speedrun-reasoning-effort", metavar="LEVEL", help="reasoning effort, e.g. low, medium, high")
+    g.addoption("--speedrun-scaffold", metavar="NAME",
+                help="single (default: one call, one run), flat, tree, forest, aide, multi-aide")
+    g.addoption("--speedrun-budget", type=int, metavar="M", help="search nodes per item (default 20)")
+    g.addoption("--speedrun-n0", type=int, metavar="N0", help="initial drafts: forest, aide, multi-aide (default 3)")
+    g.addoption("--speedrun-branch", type=int, metavar="N", help="children per step: tree, forest, multi-aide "
+                "(default 3)")
+    g.addoption("--speedrun-p-debug", type=float, metavar="P", help="probability of a debug step: aide, multi-aide "
+                "(default 0.5)")
+    g.addoption("--speedrun-max-debug-depth", type=int, metavar="D", help="D_max, consecutive debug steps "
+                "(default 5)")
+    g.addoption("--speedrun-reflections", type=int, metavar="N", help="retries of an edit that does not apply "
+                "(default 3)")
+    g.addoption("--speedrun-max-cost", type=float, metavar="USD", help="LLM cost cap per item")
+    g.addoption("--speedrun-max-llm-calls", type=int, metavar="N", help="LLM call cap per item")
+    g.addoption("--speedrun-max-llm-tokens", type=int, metavar="N", help="LLM token cap per item (input + output)")
+    g.addoption("--speedrun-llm-retries", type=int, metavar="N", help="retries on 429, 5xx and timeouts (default 5)")
+    g.addoption("--speedrun-llm-cache", metavar="MODE", help="response cache: off (default), read, write, readwrite")
+    g.addoption("--speedrun-prompts", metavar="DIR", help="directory of prompt templates overriding the packaged ones")
+    for key in llm.SEARCH_KEYS:
+        parser.addini(f"speedrun_{key}", default=None, help=f"LLM agents: {key} (see README, LLM agents)")
+    for name in llm.PRESETS:
+        for key in llm.AGENT_KEYS:
+            parser.addini(f"speedrun_agent_{name}_{key}", default=None,
+                          type="linelist" if key == "extra_headers" else "string", help=f"{name} agent: {key}")
+
+
+def _llm_source(config: pytest.Config, cache_dir: Path | None) -> llm.ConfigSource:
+    """Where LLM agents read their settings: the rootdir's pyproject tables, ini keys and CLI options."""
+    inipath = config.inipath
+    pyproject = inipath if inipath is not None and inipath.name == "pyproject.toml" else \
+        config.rootpath / "pyproject.toml"
+    cli = {key: config.getoption(f"speedrun_{key}") for key in LLM_CLI_KEYS}
+    if cli["prompts"] is not None:
+        cli["prompts"] = str(Path(cli["prompts"]).resolve())
+
+    def ini(key: str) -> Any:
+        try:
+            return config.getini(key)
+        except ValueError:  # a custom agent name has no registered ini keys
+            return None
+
+    return llm.ConfigSource(tables=llm.read_agent_tables(pyproject), tables_path=str(pyproject), ini=ini, cli=cli,
+                            cache_dir=cache_dir, base_dir=config.rootpath)
 
 
 def _path(value: str | None, base: Path) -> Path | None:
@@ -110,8 +175,9 @@ def pytest_configure(config: pytest.Config) -> None:
             sandbox=opt.speedrun_sandbox, max_memory=opt.speedrun_max_memory, nproc=opt.speedrun_nproc,
             gpus=opt.speedrun_gpus, resume=opt.speedrun_resume, repeats=opt.speedrun_repeats,
             cumulative=opt.speedrun_cumulative, hints_dir=_path(opt.speedrun_hints_dir, cwd),
+            smoke=opt.speedrun_smoke,
         )
-        agent = _make_agent(config, settings.agent) if settings.agent else None
+        agent = _make_agent(config, settings.agent, settings.cache_dir) if settings.agent else None
     except SpeedrunError as exc:
         raise pytest.UsageError(str(exc)) from None
     workerinput = getattr(config, "workerinput", None)
@@ -156,12 +222,12 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     return lines
 
 
-def _make_agent(config: pytest.Config, spec: str) -> Agent:
+def _make_agent(config: pytest.Config, spec: str, cache_dir: Path | None = None) -> Agent:
     name, sep, arg = spec.partition(":")
     hooked = config.hook.pytest_speedrun_make_agent(name=name, arg=arg if sep else None, config=config)
     if hooked is not None:
         return hooked
-    return make_agent(spec)
+    return make_agent(spec, extra=llm.llm_factories(_llm_source(config, cache_dir)))
 
 
 class XdistHooks:
@@ -245,7 +311,7 @@ class SpeedrunItem(pytest.Item):
 
     def setup(self) -> None:
         state = self.config.stash[STATE]
-        if state.session.agent is None:
+        if state.session.agent is None and not state.settings.smoke:
             pytest.skip(f"no agent: run the benchmark with --speedrun-agent=oracle (or one of: "
                         f"{', '.join(available_agents())})")
 
@@ -253,7 +319,7 @@ class SpeedrunItem(pytest.Item):
         state = self.config.stash[STATE]
         try:
             result = state.session.run(self.task, self.regime, self.seed, self.name, on_wait=self._waiting,
-                                       previous=self.previous_task)
+                                       previous=self.previous_task, progress=self._progress_sink())
         except MissingInput as exc:
             pytest.skip(str(exc))
         except SpeedrunError as exc:
@@ -263,6 +329,38 @@ class SpeedrunItem(pytest.Item):
         message = report.failure_message(result, state.settings.min_fsr)
         if message:
             raise SpeedrunFailure(message)
+
+    def _progress_sink(self) -> Callable[[str], None] | None:
+        """Live progress of the running training: an updating terminal line with -v (no xdist), else lines in
+        the worker's progress log, at most every 10 s, named in the summary."""
+        config = self.config
+        workerinput = getattr(config, "workerinput", None)
+        if workerinput is not None:
+            path = config.stash[STATE].session.progress_log(workerinput.get("workerid", "gw"))
+            last = [0.0]
+
+            def to_file(line: str) -> None:
+                now = time.monotonic()
+                if now - last[0] >= 10.0:
+                    last[0] = now
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    with open(path, "a", encoding="utf-8") as f:
+                        f.write(f"{time.strftime('%H:%M:%S')} {self.name}: {line}\n")
+            return to_file
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is None or config.option.verbose <= 0:
+            return None
+        capman = config.pluginmanager.get_plugin("capturemanager")
+        started = [False]
+
+        def to_terminal(line: str) -> None:
+            # Output is captured while the item runs; step outside the capture for the progress line.
+            with capman.global_and_fixture_disabled() if capman else contextlib.nullcontext():
+                if not started[0]:
+                    reporter.write_line("")
+                    started[0] = True
+                reporter.rewrite(f"    [speedrun] {self.name}: {line}", erase=True)
+        return to_terminal
 
     def _waiting(self, what: str) -> None:
         """Lease waits show in verbose output (without xdist: the terminal; with it: the item's report)."""
@@ -356,3 +454,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     terminalreporter.write_sep("=", "speedrun")
     for line in report.summary_lines(rows):
         terminalreporter.write_line(line)
+    session = config.stash[STATE].session
+    logs = sorted((session.settings.results_dir / session.info.session_id).glob("progress-*.log"))
+    if logs:
+        terminalreporter.write_line("live progress per worker: " + ", ".join(str(p) for p in logs))

@@ -51,6 +51,8 @@ class RunSpec:
     prefix: tuple[str, ...] = ()  # sandbox wrapper, e.g. ("bwrap", ..., "--")
     max_memory_bytes: int | None = None  # RLIMIT_AS of the run's processes
     cpu_affinity: tuple[int, ...] = ()  # cores the run's processes may use (Linux)
+    on_progress: Callable[[float], None] | None = field(default=None, compare=False)  # called with elapsed s
+    progress_every_s: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -194,9 +196,18 @@ def run(spec: RunSpec) -> RunOutcome:
             raise RunError(f"cannot start {cmd[0]!r}: {exc.strerror}; check --speedrun-python") from None
         timed_out = False
         try:
-            proc.wait(timeout=spec.timeout_s)
-        except subprocess.TimeoutExpired:
-            timed_out = True
+            deadline = start + spec.timeout_s
+            while True:
+                remaining = deadline - time.perf_counter()
+                if remaining <= 0:
+                    timed_out = True
+                    break
+                try:
+                    proc.wait(timeout=min(remaining, spec.progress_every_s) if spec.on_progress else remaining)
+                    break
+                except subprocess.TimeoutExpired:
+                    if spec.on_progress is not None:
+                        spec.on_progress(time.perf_counter() - start)
         finally:
             # Also on KeyboardInterrupt: the group dies with us, then the interrupt propagates.
             wall = time.perf_counter() - start

@@ -94,7 +94,8 @@ class SpeedrunSession:
             data_dir = default_data_dir()
         return fineweb_dataset(data_dir, task.train_shards)
 
-    def run_settings(self, task: Task, who: str, on_wait=None, dataset: Dataset | None = None) -> RunSettings:
+    def run_settings(self, task: Task, who: str, on_wait=None, dataset: Dataset | None = None,
+                     progress=None) -> RunSettings:
         gpus, cores = self.needs(task)
         if gpus > len(self.info.gpus):
             raise MissingInput(f"task {task.id} needs {gpus} GPU(s), this machine offers {len(self.info.gpus)}"
@@ -106,16 +107,16 @@ class SpeedrunSession:
             dataset=dataset or self.dataset(task), threads=cores, python=s.python, timeout_s=s.timeout_s, nproc=s.nproc,
             sandbox=probe_sandbox(s.sandbox), max_memory_bytes=s.max_memory_bytes,
             lease=lambda: self.pool.lease(gpus, cores, who=who), compile_cache=s.cache_dir / "compile",
-            session_id=self.info.session_id,
+            session_id=self.info.session_id, progress=progress,
         )
 
     def run(self, task: Task, regime: tuple[int, ...], seed: int, name: str, on_wait=None,
-            previous: Task | None = None) -> ItemResult:
+            previous: Task | None = None, progress=None) -> ItemResult:
         """Everything an item does: resume lookup, data, reference times (calibrating if needed), the agent,
         the runs. `previous` is the task before this one in the suite (cumulative mode)."""
         s = self.settings
         if s.smoke:
-            return self.run_smoke(task, name, on_wait)
+            return self.run_smoke(task, name, on_wait, progress)
         assert self.agent is not None
         task = with_external_hints(resolve_task(task, s.cache_dir), s.hints_dir)
         start_script, start_source = self._cumulative_start(task, regime, seed, previous)
@@ -133,7 +134,7 @@ class SpeedrunSession:
             except AgentError as exc:
                 return agent_error_result(task, self.agent, regime, seed, str(exc),
                                           item_dir(s.results_dir, self.info.session_id, name), key, start_source)
-        run_settings = self.run_settings(task, name, on_wait)
+        run_settings = self.run_settings(task, name, on_wait, progress=progress)
         calibrator = Calibrator(cache_dir=s.cache_dir, settings=run_settings, runs=s.calibration_runs,
                                 force_before=self.info.started if s.calibrate else None)
         reference = calibrator.reference(task)
@@ -149,11 +150,12 @@ class SpeedrunSession:
             shutil.copyfile(Path(result.artifact_dir) / "solution.py", chain / f"{task.id}.py")
         return result
 
-    def run_smoke(self, task: Task, name: str, on_wait=None) -> ItemResult:
+    def run_smoke(self, task: Task, name: str, on_wait=None, progress=None) -> ItemResult:
         """A few steps of the task's start script on small generated shards (see smoke.py)."""
         s = self.settings
         task = resolve_task(task, s.cache_dir)
-        settings = self.run_settings(task, name, on_wait, dataset=smoke_dataset(s.cache_dir, task.dataset))
+        settings = self.run_settings(task, name, on_wait, dataset=smoke_dataset(s.cache_dir, task.dataset),
+                                     progress=progress)
         settings = replace(settings, timeout_s=s.timeout_s or 900.0)
         return run_smoke(task, settings, item_dir(s.results_dir, self.info.session_id, name))
 
@@ -188,6 +190,10 @@ class SpeedrunSession:
         if local.resolve() != Path(script).resolve():
             shutil.copyfile(script, local)
         return execute_script(local, task, settings, seed, workdir / "run.log")
+
+    def progress_log(self, worker: str) -> Path:
+        """Where a worker's live progress lines go under xdist (named in the summary)."""
+        return self.settings.results_dir / self.info.session_id / f"progress-{worker}.log"
 
     def close(self) -> None:
         """Release this process's leases. The owner (the controller, or the only process) also kills anything a
