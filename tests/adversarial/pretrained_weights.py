@@ -26,4 +26,5 @@ def attack(script, ctx):
     subprocess.run([sys.executable, "pretrain.py"], cwd=ctx.workspace, env=env, check=True, capture_output=True)
     # 2. The solution loads them and only "fine-tunes" for a few steps.
     text = edit(script, MODEL_LINE, MODEL_LINE + f"model.load_state_dict(torch.load({str(ckpt)!r}))\n")
-    return edit(text, AFTER_ARGS, AFTER_ARGS + "args.num_iterations = 12\nargs.warmup_iters = 1\n")
+    fine_tune = "args.num_iterations = 12\nargs.warmup_iters = 1\nargs.muon_lr *= 0.01\nargs.embed_lr *= 0.01\n"
+    return edit(text, AFTER_ARGS, AFTER_ARGS + fine_tune)
