@@ -67,7 +67,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--speedrun-timeout", type=float, default=None, metavar="S",
                 help="training-run timeout in seconds (default: the task's launch.timeout_s)")
     g.addoption("--speedrun-agent-timeout", type=float, default=3600.0, metavar="S",
-                help="timeout for a command: agent (default 3600)")
+                help="timeout for a command: agent, wall-time cap of an LLM search (default 3600)")
     g.addoption("--speedrun-threads", type=int, default=None, metavar="N",
                 help="CPU threads per run (default: usable cores / xdist workers)")
     g.addoption("--speedrun-python", metavar="PATH", help="interpreter for training runs (default: this one)")

@@ -26,10 +26,16 @@ def _fmt(value: Any) -> Any:
     return value
 
 
+USAGE_KEYS = ("calls", "input_tokens", "output_tokens", "cost_usd")  # LLM agents' usage (Solution.usage)
+
+
 def user_properties(result: ItemResult) -> list[tuple[str, Any]]:
     """(name, value) pairs for `item.user_properties`: they reach JUnit XML and travel across xdist."""
     data = result.to_json()
-    return [("speedrun_task", result.task)] + [(k, _fmt(data[k])) for k in PROPERTY_KEYS]
+    props = [("speedrun_task", result.task)] + [(k, _fmt(data[k])) for k in PROPERTY_KEYS]
+    if "calls" in result.usage:
+        props += [(k, _fmt(result.usage.get(k))) for k in USAGE_KEYS]
+    return props
 
 
 def failure_message(result: ItemResult, min_fsr: float | None = None) -> str | None:
@@ -127,4 +133,14 @@ def summary_lines(rows: list[dict[str, Any]]) -> list[str]:
     resumed = sum(r.get("resumed") in (True, "True", "true") for r in rows)
     out.append(f"mean FSR: {statistics.fmean(fsrs):.3f} over {len(rows)} item(s), {passed} passed "
                "(items that did not pass count as FSR 0)" + (f"; {resumed} resumed from the store" if resumed else ""))
-    return out + aggregate_lines(rows)
+    return out + aggregate_lines(rows) + usage_lines(rows)
+
+
+def usage_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The session's LLM usage in one line (empty when no item used an LLM)."""
+    used = [r for r in rows if r.get("calls", "") != ""]
+    if not used:
+        return []
+    total = {k: sum(float(r.get(k) or 0) for r in used) for k in USAGE_KEYS}
+    return [f"LLM usage: {total['calls']:.0f} call(s), {total['input_tokens']:.0f} input + "
+            f"{total['output_tokens']:.0f} output tokens, ${total['cost_usd']:.4f} over {len(used)} item(s)"]

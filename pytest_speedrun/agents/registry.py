@@ -13,6 +13,7 @@ from importlib.metadata import entry_points
 from ..errors import UsageError
 from .base import Agent
 from .command import CommandAgent
+from .llm import PRESETS, make_llm_agent
 from .static import BaselineAgent, OracleAgent
 
 ENTRY_POINT_GROUP = "pytest_speedrun.agents"
@@ -22,6 +23,9 @@ BUILTINS: dict[str, Factory] = {
     "baseline": lambda arg: BaselineAgent(),
     "oracle": lambda arg: OracleAgent(),
     "command": lambda arg: CommandAgent(arg or ""),
+    # LLM presets with their defaults and the environment; the plugin passes factories that also read the
+    # pyproject/ini tables and the CLI options (`llm_factories`).
+    **{name: (lambda arg, name=name: make_llm_agent(name, arg)) for name in PRESETS},
 }
 
 
@@ -31,7 +35,8 @@ def _entry_point_factories() -> dict[str, Factory]:
 
 def available_agents(extra: dict[str, Factory] | None = None) -> list[str]:
     names = set(BUILTINS) | {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)} | set(extra or {})
-    return sorted(f"{n}:<shell command>" if n == "command" else n for n in names)
+    # The offline agents first, then the LLM presets.
+    return sorted((f"{n}:<shell command>" if n == "command" else n for n in names), key=lambda n: (n in PRESETS, n))
 
 
 def make_agent(spec: str, extra: dict[str, Factory] | None = None) -> Agent:
