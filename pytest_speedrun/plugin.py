@@ -243,14 +243,14 @@ class XdistHooks:
 
 
 class SuiteCollector(pytest.Collector):
-    """A suite of task manifests, collected independently of the command-line paths."""
+    """A suite of task manifests, collected independently of the command-line paths (`--speedrun-suite`)."""
 
     def collect(self) -> list[pytest.Collector]:
-        return [ManifestCollector.from_parent(self, name=p.name, path=p, nodeid=f"{self.nodeid}/{p.name}")
+        return [ManifestFile.from_parent(self, path=p, nodeid=f"{self.nodeid}/{p.name}")
                 for p in sorted(self.path.glob("*.toml"))]
 
 
-class ManifestCollector(pytest.Collector):
+class ManifestFile(pytest.File):
     """One manifest: its items, parametrized over hint regimes × seeds. A bad manifest fails only itself."""
 
     def collect(self) -> list[SpeedrunItem]:
@@ -275,21 +275,39 @@ class ManifestCollector(pytest.Collector):
         return super().repr_failure(excinfo)
 
 
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> ManifestFile | None:
+    """Manifests given as paths: `pytest tasks/nanogpt` (any `tasks/<suite>/*.toml`) collects that suite."""
+    if file_path.suffix == ".toml" and file_path.parent.parent.name == "tasks":
+        return ManifestFile.from_parent(parent, path=file_path)
+    return None
+
+
+def _link_previous(items: list[pytest.Item]) -> None:
+    """Cumulative mode needs each task's predecessor in its suite (the task whose target it starts from)."""
+    suite_items = [i for i in items if isinstance(i, SpeedrunItem)]
+    by_target = {(i.task.suite, i.task.target.record): i.task for i in suite_items}
+    for item in suite_items:
+        item.previous_task = by_target.get((item.task.suite, item.task.start.record))
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     state = config.stash[STATE]
-    for name in state.settings.suites:
+    suites = list(state.settings.suites)
+    if not config.getoption("speedrun_suite") and config.args_source == pytest.Config.ArgsSource.ARGS:
+        suites = []  # explicit paths on the command line: the ini's default suites are not added
+    collected = {i.path.resolve() for i in items if isinstance(i, SpeedrunItem)}
+    for name in suites:
         try:
             suite_dir = find_suite(name)
         except SpeedrunError as exc:
             raise pytest.UsageError(str(exc)) from None
+        if any(p.parent == suite_dir for p in collected):
+            continue  # already collected from a path argument
         collector = SuiteCollector.from_parent(session, name=f"speedrun-{suite_dir.name}", path=suite_dir,
                                                nodeid=f"speedrun/{suite_dir.name}")
-        suite_items = [i for i in session.genitems(collector) if isinstance(i, SpeedrunItem)]
-        by_target = {i.task.target.record: i.task for i in suite_items}
-        for item in suite_items:
-            item.previous_task = by_target.get(item.task.start.record)
-        items.extend(suite_items)
+        items.extend(i for i in session.genitems(collector) if isinstance(i, SpeedrunItem))
+    _link_previous(items)
 
 
 # --- items ------------------------------------------------------------------------------------------------

@@ -158,3 +158,22 @@ def test_the_plugin_process_never_imports_torch(run, pytester: pytest.Pytester) 
     ''')
     result = run("--speedrun-agent=oracle", "-s", subprocess=True)
     result.stdout.fnmatch_lines(["*TORCH-ABSENT*"])
+
+
+def test_a_suite_directory_under_tasks_is_collected_from_its_path(pytester: pytest.Pytester) -> None:
+    suite = write_suite(pytester.path / "tasks")
+    result = pytester.runpytest("tasks/mini", "--collect-only", "-q", "-p", "no:cacheprovider")
+    result.stdout.fnmatch_lines(["tasks/mini/mini01.toml::mini01[[]h0-s0[]]", "tasks/mini/mini02.toml::*",
+                                 "2 tests collected*"])
+    # Naming the same suite with --speedrun-suite as well does not collect it twice.
+    both = pytester.runpytest("tasks/mini", f"--speedrun-suite={suite}", "--collect-only", "-q",
+                              "-p", "no:cacheprovider")
+    both.stdout.fnmatch_lines(["2 tests collected*"])
+
+
+def test_other_toml_files_are_not_collected(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".toml", pyproject="[tool.other]\nx = 1\n")
+    (pytester.path / "conf").mkdir()
+    (pytester.path / "conf" / "settings.toml").write_text("a = 1\n")
+    result = pytester.runpytest(".", "--collect-only", "-q", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
