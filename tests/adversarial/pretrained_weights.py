@@ -18,8 +18,8 @@ def attack(script, ctx):
 
     # 1. Off the clock (the agent's own time): train the start script and save the weights.
     ckpt = ctx.workspace / "pretrained.pt"
-    pretrain = edit(script, "if ddp:\n    dist.destroy_process_group()",
-                    f"torch.save(model.state_dict(), {str(ckpt)!r})\nif ddp:\n    dist.destroy_process_group()")
+    pretrain = edit(script, "if ddp:\n    dist.barrier()",
+                    f"torch.save(model.state_dict(), {str(ckpt)!r})\nif ddp:\n    dist.barrier()")
     (ctx.workspace / "pretrain.py").write_text(pretrain)
     ds = ensure_tiny_dataset(Path(os.environ.get("ATTACK_CACHE_DIR", default_cache_dir())))
     env = dict(os.environ, NANOGPT_TRAIN_FILES=ds.train_glob, NANOGPT_VAL_FILES=ds.val_glob)

@@ -303,4 +303,5 @@ for step in range(N + 1):
 if use_cuda:
     print0(f"peak memory consumption: {torch.cuda.max_memory_allocated() // 1024 // 1024} MiB")
 if ddp:
+    dist.barrier()  # every rank done before any tears down (gloo aborts otherwise)
     dist.destroy_process_group()
