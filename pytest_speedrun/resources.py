@@ -134,16 +134,25 @@ class LeasePool:
         os.replace(tmp, self._state)
 
     def try_acquire(self, n_gpus: int, n_cores: int) -> Lease | None:
+        """All-or-nothing. GPU runs hold their GPUs exclusively; their cores are a share, not a lock (the CPU only
+        feeds the GPUs, and a machine may have fewer cores than GPU slots). CPU-only runs hold their cores."""
         token = f"{os.getpid()}:{time.monotonic_ns()}"
         with self._lock:
             state = self._read()
             free_g = [g for g in self.gpus if g not in state["gpus"]]
             free_c = [c for c in self.cores if str(c) not in state["cores"]]
-            if len(free_g) < n_gpus or len(free_c) < n_cores:
+            if len(free_g) < n_gpus or (n_gpus == 0 and len(free_c) < n_cores):
                 return None
-            lease = Lease(gpus=tuple(free_g[:n_gpus]), cores=tuple(free_c[:n_cores]), token=token)
+            gpus = tuple(free_g[:n_gpus])
+            if n_gpus:
+                first = self.gpus.index(gpus[0]) * n_cores
+                cores = tuple(self.cores[(first + k) % len(self.cores)] for k in range(n_cores))
+            else:
+                cores = tuple(free_c[:n_cores])
+            lease = Lease(gpus=gpus, cores=cores, token=token)
             state["gpus"].update({g: token for g in lease.gpus})
-            state["cores"].update({str(c): token for c in lease.cores})
+            if not n_gpus:
+                state["cores"].update({str(c): token for c in lease.cores})
             self._write(state)
         self._held.append(lease)
         return lease

@@ -35,16 +35,33 @@ def test_discovery_prefers_override_then_cuda_visible_devices_then_nvidia_smi(tm
     assert discover_gpus(env={"PATH": str(tmp_path / "empty")}) == []
 
 
-def test_leases_are_disjoint_all_or_nothing_and_released(tmp_path: Path) -> None:
+def test_gpu_leases_are_disjoint_all_or_nothing_and_released(tmp_path: Path) -> None:
     pool = LeasePool(tmp_path / "pool", gpus=["a", "b", "c"], cores=[0, 1])
     first = pool.try_acquire(2, 1)
-    assert first is not None and first.gpus == ("a", "b") and first.cores == (0,)
+    assert first is not None and first.gpus == ("a", "b") and len(first.cores) == 1
     assert pool.try_acquire(2, 1) is None  # only one GPU left: nothing is taken
     other = LeasePool(tmp_path / "pool", gpus=["a", "b", "c"], cores=[0, 1])  # another worker, same pool
     second = other.try_acquire(1, 1)
-    assert second is not None and second.gpus == ("c",) and second.cores == (1,)
+    assert second is not None and second.gpus == ("c",)
     pool.release(first)
     assert other.try_acquire(2, 0) is not None
+
+
+def test_gpu_runs_share_cores_when_there_are_fewer_cores_than_gpus(tmp_path: Path) -> None:
+    pool = LeasePool(tmp_path / "pool", gpus=[str(g) for g in range(8)], cores=[0, 1])
+    leases = [pool.try_acquire(1, 1) for _ in range(8)]
+    assert all(lease is not None for lease in leases)  # 8 runs at once on 8 GPUs, though only 2 cores
+    assert {lease.cores for lease in leases} == {(0,), (1,)}
+
+
+def test_cpu_only_leases_hold_their_cores(tmp_path: Path) -> None:
+    pool = LeasePool(tmp_path / "pool", gpus=[], cores=[0, 1])
+    first = pool.try_acquire(0, 1)
+    second = pool.try_acquire(0, 1)
+    assert first is not None and second is not None and set(first.cores).isdisjoint(second.cores)
+    assert pool.try_acquire(0, 1) is None
+    pool.release(first)
+    assert pool.try_acquire(0, 1) is not None
 
 
 def test_leases_of_dead_processes_are_reclaimed(tmp_path: Path) -> None:
