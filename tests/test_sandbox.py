@@ -59,14 +59,17 @@ def test_bwrap_makes_everything_outside_the_workspace_read_only(tmp_path: Path) 
     sandbox = probe("bwrap")
     if not sandbox.available:
         pytest.skip(sandbox.describe())
-    outside = tmp_path.parent / f"outside-{tmp_path.name}.txt"
+    outside = Path(__file__).parent / f".sandbox-probe-{os.getpid()}"  # outside /tmp, which bwrap makes private
     work = tmp_path / "ws"
     work.mkdir()
     body = (f"open('inside.txt', 'w').write('ok')\n"
             f"try:\n    open({str(outside)!r}, 'w').write('x'); print('WROTE')\n"
             f"except OSError as e:\n    print('DENIED', e)\n")
-    out = _run(work, body, sandbox)
-    assert "DENIED" in out and (work / "inside.txt").read_text() == "ok" and not outside.exists()
+    try:
+        out = _run(work, body, sandbox)
+        assert "DENIED" in out and (work / "inside.txt").read_text() == "ok" and not outside.exists()
+    finally:
+        outside.unlink(missing_ok=True)
 
 
 def test_an_unavailable_sandbox_says_in_one_line_what_is_not_isolated() -> None:
