@@ -23,6 +23,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from .dataguard import full_sha256
 from .errors import CalibrationError
 from .harness import SCRIPT_NAME, RunSettings, execute_script
 from .results import write_atomic
@@ -81,8 +82,6 @@ def fingerprint_id(fp: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -100,7 +99,7 @@ class Calibrator:
         nproc = self.settings.nproc or task.launch.nproc_per_node
         fp = fingerprint(self.settings.threads, nproc, self.settings.python)
         fid = fingerprint_id(fp)
-        key_src = json.dumps({"fp": fid, "script": _sha256(ref.path), "data": self.settings.dataset.root.name,
+        key_src = json.dumps({"fp": fid, "script": full_sha256(ref.path), "data": self.settings.dataset.root.name,
                               "val_tokens": self.settings.dataset.val_tokens, "env": task.launch.env,
                               "target": task.target_val_loss}, sort_keys=True)
         key = hashlib.sha256(key_src.encode()).hexdigest()[:16]

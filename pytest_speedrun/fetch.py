@@ -10,13 +10,13 @@ file needs no extra dependency.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from .dataguard import full_sha256
 from .errors import MissingInput, SpeedrunError
 from .tasks import ScriptRef, Task
 
@@ -33,12 +33,6 @@ def cached_path(cache_dir: Path, ref: ScriptRef) -> Path:
     return cache_dir / "records" / f"{ref.sha256}.py"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def source_url(ref: ScriptRef, base: str | None = None) -> str:
@@ -62,7 +56,7 @@ def fetch_script(ref: ScriptRef, cache_dir: Path, base: str | None = None, timeo
     if ref.url is None or ref.sha256 is None:
         raise FetchError(f"{ref.describe()}: not a pinned download (needs url and sha256)")
     final = cached_path(cache_dir, ref)
-    if final.exists() and _sha256(final) == ref.sha256:
+    if final.exists() and full_sha256(final) == ref.sha256:
         return Fetched(ref, final, downloaded=False)
     final.parent.mkdir(parents=True, exist_ok=True)
     part = final.with_suffix(".part")
@@ -89,7 +83,7 @@ def fetch_script(ref: ScriptRef, cache_dir: Path, base: str | None = None, timeo
         reason = getattr(exc, "reason", exc)
         raise FetchError(f"{url}: download failed ({reason}); the partial file is kept and resumed next time") \
             from None
-    digest = _sha256(part)
+    digest = full_sha256(part)
     if digest != ref.sha256:
         part.unlink(missing_ok=True)
         raise FetchError(f"{url}: sha256 {digest} does not match the pinned {ref.sha256}; refusing it (the file "

@@ -21,7 +21,7 @@ from . import __version__, integrity, metrics, results, runner, stats
 from .agents.base import Agent, AgentContext, NodeResult
 from .contract import contract_reasons
 from .data import Dataset
-from .dataguard import DataGuard
+from .dataguard import DataGuard, full_sha256
 from .errors import AgentError, MetricsError, SpeedrunError
 from .hints import hint_text, regime_label
 from .integrity import Verdict
@@ -155,8 +155,6 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def config_key(task: Task, agent: Agent, regime: tuple[int, ...], seed: int, repeats: int = 1,
@@ -167,7 +165,7 @@ def config_key(task: Task, agent: Agent, regime: tuple[int, ...], seed: int, rep
     ident = {
         "task": task.id, "suite": task.suite, "agent": agent.name, "agent_config": getattr(agent, "config", {}),
         "hints": regime_label(regime), "seed": seed, "repeats": repeats, "harness": __version__,
-        "scripts": [_sha256(p) for p in scripts], "target_val_loss": task.target_val_loss,
+        "scripts": [full_sha256(p) for p in scripts], "target_val_loss": task.target_val_loss,
     }
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

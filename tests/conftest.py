@@ -18,5 +18,16 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def mini_suite(tmp_path: Path) -> Path:
-    return write_suite(tmp_path / "suites")
+def suite(pytester: pytest.Pytester) -> Path:
+    """The fake 'mini' suite inside the pytester directory."""
+    return write_suite(pytester.path / "suites")
+
+
+@pytest.fixture
+def run(pytester: pytest.Pytester, suite: Path, cache_dir: Path):
+    """Run pytest on the mini suite (in process, or in a subprocess for signals and xdist)."""
+    def _run(*args: str, subprocess: bool = False) -> pytest.RunResult:
+        # "--opt=value" forms: pytest would take a separate existing-path value into its rootdir guess.
+        full = (f"--speedrun-suite={suite}", f"--speedrun-cache-dir={cache_dir}", "-p", "no:cacheprovider", *args)
+        return pytester.runpytest_subprocess(*full) if subprocess else pytester.runpytest(*full)
+    return _run

@@ -13,10 +13,6 @@ from pytest_speedrun.data import write_shard
 pytest_plugins = ["pytester"]
 
 
-@pytest.fixture
-def suite(pytester: pytest.Pytester) -> Path:
-    return write_suite(pytester.path / "suites")
-
 
 @pytest.mark.parametrize(("option", "words"), [
     ("--speedrun-seeds=0", "--speedrun-seeds=0: must be positive"),

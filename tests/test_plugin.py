@@ -12,18 +12,6 @@ from fakes import write_suite
 pytest_plugins = ["pytester"]
 
 
-@pytest.fixture
-def suite(pytester: pytest.Pytester) -> Path:
-    return write_suite(pytester.path / "suites")
-
-
-@pytest.fixture
-def run(pytester: pytest.Pytester, suite: Path, cache_dir: Path):
-    def _run(*args: str, subprocess: bool = False) -> pytest.RunResult:
-        # "--opt=value" forms: pytest would take a separate existing-path value into its rootdir guess.
-        full = (f"--speedrun-suite={suite}", f"--speedrun-cache-dir={cache_dir}", "-p", "no:cacheprovider", *args)
-        return pytester.runpytest_subprocess(*full) if subprocess else pytester.runpytest(*full)
-    return _run
 
 
 def test_items_are_skipped_with_the_fix_when_no_agent_is_given(run) -> None:

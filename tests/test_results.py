@@ -22,17 +22,6 @@ from pytest_speedrun.tasks import load_task
 pytest_plugins = ["pytester"]
 
 
-@pytest.fixture
-def suite(pytester: pytest.Pytester) -> Path:
-    return write_suite(pytester.path / "suites")
-
-
-@pytest.fixture
-def run(pytester: pytest.Pytester, suite: Path, cache_dir: Path):
-    def _run(*args: str, subprocess: bool = False) -> pytest.RunResult:
-        full = (f"--speedrun-suite={suite}", f"--speedrun-cache-dir={cache_dir}", "-p", "no:cacheprovider", *args)
-        return pytester.runpytest_subprocess(*full) if subprocess else pytester.runpytest(*full)
-    return _run
 
 
 def _records(pytester: pytest.Pytester) -> list[dict]:
