@@ -58,6 +58,7 @@ class RunSettings:
     compile_cache: Path | None = None  # per-lease TORCHINDUCTOR/TRITON cache root
     session_id: str = ""  # marks every process of the session, for cleanup after a crash or signal
     progress: Callable[[str], None] | None = None  # live progress lines (step k/N, val_loss, elapsed, ETA)
+    launch: Callable[[runner.RunSpec], runner.RunOutcome] = runner.run  # local subprocess, or a Slurm job
 
 
 def _progress_reporter(progress: Callable[[str], None] | None, log_path: Path) -> Callable[[float], None] | None:
@@ -82,7 +83,7 @@ def execute_script(script: Path, task: Task, settings: RunSettings, seed: int, l
                               prefix=tuple(settings.sandbox.prefix(script.parent, (settings.dataset.root,))),
                               max_memory_bytes=settings.max_memory_bytes, cpu_affinity=lease.cores,
                               on_progress=_progress_reporter(settings.progress, log_path))
-        outcome = runner.run(spec)
+        outcome = settings.launch(spec)
     parsed, error = None, None
     try:
         parsed = metrics.parse_log(log_path, script)
@@ -142,6 +143,8 @@ class ItemResult:
     usage: dict = field(default_factory=dict)
     nodes: tuple[dict, ...] = ()  # search nodes (scaffolds), in the order they ran
     mode: str = "benchmark"  # or "smoke": a few steps of the start script, no val_loss asserted
+    slurm_job_id: str | None = None  # the scored run's Slurm job (--speedrun-launcher=slurm)
+    slurm_node: str | None = None
     resumed: bool = False
     harness_version: str = __version__
     started: str = ""
@@ -335,6 +338,7 @@ def _judge_runs(req: ItemRequest, base: dict, runs: list[Execution], tampered: l
         wall_s=round(sum(ex.outcome.wall_s for ex in runs), 3), speedup=sc.speedup if sc else None,
         fsr=sc.fsr if sc else None, val_losses=losses if len(runs) > 1 else (),
         train_times_ms=times if len(runs) > 1 else (), p_value=p_value, usage=dict(usage), finished=_now(),
+        slurm_job_id=first.outcome.job_id, slurm_node=first.outcome.node,
     )
 
 

@@ -29,10 +29,11 @@ class Verdict:
 def judge(outcome: RunOutcome, metrics: Metrics | None, metrics_error: str | None, target_val_loss: float,
           timeout_s: float) -> Verdict:
     """The status of a finished run. `metrics` is None when parsing failed (`metrics_error` says why)."""
+    extra = f" ({outcome.reason})" if outcome.reason else ""
     if outcome.timed_out:
-        return Verdict(TIMEOUT, (f"killed after the {timeout_s:g} s timeout",))
+        return Verdict(TIMEOUT, (f"killed after the {timeout_s:g} s timeout{extra}",))
     if outcome.exit_code != 0:
-        return Verdict(CRASHED, (f"exit code {outcome.exit_code}",))
+        return Verdict(CRASHED, (f"exit code {outcome.exit_code}{extra}",))
     if metrics is None:
         return Verdict(NO_RESULT, (metrics_error or "no final validation line",))
     # The script reports its own train_time; it cannot exceed what the harness measured around the process.

@@ -24,6 +24,7 @@ from .resources import Lease
 from .sandbox import probe as probe_sandbox
 from .session import SessionInfo, SpeedrunSession, outer_timeout_s
 from .settings import Settings, build_settings
+from .slurm import SlurmConfig, parse_extra
 from .tasks import Task, find_suite, load_task
 
 SESSION_KEY = "speedrun_session"
@@ -52,6 +53,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="task suite to collect (packaged name such as 'tiny', or a directory of manifests); repeatable")
     g.addoption("--speedrun-hints", default="0", metavar="REGIMES",
                 help="comma-separated hint regimes: 0 (none), 1, 2, 3, 1+2, 1+2+3 (default: 0)")
+    g.addoption("--speedrun-launcher", default=None, metavar="local|slurm",
+                help="where training commands run: here (default) or as Slurm jobs through submitit")
+    g.addoption("--speedrun-slurm-partition", metavar="NAME", help="Slurm partition (ini speedrun_slurm_partition)")
+    g.addoption("--speedrun-slurm-folder", metavar="DIR",
+                help="submitit job folder on a shared file system (default: the session's results dir)")
+    g.addoption("--speedrun-max-jobs", type=int, default=None, metavar="N", help="cap on Slurm jobs in flight")
     g.addoption("--speedrun-smoke", action="store_true",
                 help="run each task's start script for a few steps on small generated shards (no agent needed)")
     g.addoption("--speedrun-hints-dir", metavar="DIR",
@@ -90,6 +97,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("speedrun_suites", type="linelist", default=[],
                   help="suites collected when --speedrun-suite is not given")
     parser.addini("speedrun_agent", default="", help="default --speedrun-agent")
+    parser.addini("speedrun_launcher", default="local", help="default --speedrun-launcher")
+    for key, what in (("partition", "Slurm partition"), ("account", "Slurm account"), ("qos", "Slurm QOS"),
+                      ("gpus_per_node", "GPUs per job (default: the run's nproc on GPU tasks)"),
+                      ("cpus_per_task", "CPUs per job"), ("mem_gb", "memory per job, GB"),
+                      ("folder", "submitit job folder (shared file system)"), ("max_jobs", "Slurm jobs in flight")):
+        parser.addini(f"speedrun_slurm_{key}", default="", help=what)
+    parser.addini("speedrun_slurm_extra", type="linelist", default=[], help="more sbatch options, key=value per line")
+    parser.addini("speedrun_slurm_setup", type="linelist", default=[],
+                  help="shell lines run in the job before the command (module load, conda activate)")
     _add_llm_options(parser)
 
 
@@ -175,7 +191,8 @@ def pytest_configure(config: pytest.Config) -> None:
             sandbox=opt.speedrun_sandbox, max_memory=opt.speedrun_max_memory, nproc=opt.speedrun_nproc,
             gpus=opt.speedrun_gpus, resume=opt.speedrun_resume, repeats=opt.speedrun_repeats,
             cumulative=opt.speedrun_cumulative, hints_dir=_path(opt.speedrun_hints_dir, cwd),
-            smoke=opt.speedrun_smoke,
+            smoke=opt.speedrun_smoke, launcher=opt.speedrun_launcher or config.getini("speedrun_launcher"),
+            slurm=_slurm_config(config, cwd),
         )
         agent = _make_agent(config, settings.agent, settings.cache_dir) if settings.agent else None
     except SpeedrunError as exc:
@@ -220,6 +237,30 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     if s.agent and s.sandbox != "none":
         lines.append("speedrun " + probe_sandbox(s.sandbox).describe())
     return lines
+
+
+def _slurm_config(config: pytest.Config, cwd: Path) -> SlurmConfig:
+    """Slurm settings from ini keys, with the --speedrun-slurm-* options on top."""
+    def ini(key: str) -> str:
+        return str(config.getini(f"speedrun_slurm_{key}") or "").strip()
+
+    def number(key: str, cli: int | None = None) -> int | None:
+        if cli is not None:
+            return cli
+        value = ini(key)
+        if not value:
+            return None
+        try:
+            return int(value)
+        except ValueError:
+            raise SpeedrunError(f"ini speedrun_slurm_{key} = {value!r}: expected an integer") from None
+    folder = config.option.speedrun_slurm_folder or ini("folder")
+    return SlurmConfig(
+        partition=config.option.speedrun_slurm_partition or ini("partition") or None,
+        account=ini("account") or None, qos=ini("qos") or None, gpus_per_node=number("gpus_per_node"),
+        cpus_per_task=number("cpus_per_task"), mem_gb=number("mem_gb"),
+        extra=parse_extra(config.getini("speedrun_slurm_extra")), setup=tuple(config.getini("speedrun_slurm_setup")),
+        folder=_path(folder, cwd) if folder else None, max_jobs=number("max_jobs", config.option.speedrun_max_jobs))
 
 
 def _make_agent(config: pytest.Config, spec: str, cache_dir: Path | None = None) -> Agent:

@@ -64,6 +64,9 @@ class RunOutcome:
     log_path: Path
     timed_out: bool
     command: tuple[str, ...] = field(default_factory=tuple)
+    job_id: str | None = None  # Slurm launcher: the job that ran it
+    node: str | None = None  # Slurm launcher: the node it ran on
+    reason: str = ""  # why the launcher ended it, when not the command itself (e.g. "Slurm state OUT_OF_MEMORY")
 
     @property
     def finished(self) -> bool:

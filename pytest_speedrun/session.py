@@ -36,8 +36,10 @@ from .integrity import PASSED
 from .resources import LeasePool, cpu_threads, discover_gpus, usable_cores
 from .results import append_record, find_completed, item_dir, new_session_id
 from .runner import kill_session
+from .runner import run as runner_run
 from .sandbox import probe as probe_sandbox
 from .settings import Settings, default_data_dir
+from .slurm import SlurmConfig, SlurmLauncher
 from .smoke import smoke_dataset
 from .tasks import Task, adhoc_task
 
@@ -71,6 +73,18 @@ class SpeedrunSession:
         self.settings, self.agent, self.info, self.owner = settings, agent, info, owner
         self.workers = max(1, workers)
         self.pool = LeasePool(Path(info.pool_dir), gpus=list(info.gpus), cores=usable_cores())
+        self._slurm: SlurmLauncher | None = None
+
+    def launcher(self):
+        """How training commands run: a local subprocess, or a Slurm job (created once per process)."""
+        if self.settings.launcher != "slurm":
+            return runner_run
+        if self._slurm is None:
+            config = self.settings.slurm or SlurmConfig()
+            if config.folder is None:
+                config = replace(config, folder=self.settings.results_dir / self.info.session_id / "slurm")
+            self._slurm = SlurmLauncher(config, Path(self.info.pool_dir) / "slurm-slots")
+        return self._slurm.launch
 
     def needs(self, task: Task) -> tuple[int, int]:
         """(GPUs, CPU cores) one run of `task` leases. Tasks that name supported GPU counts require GPUs; the
@@ -107,7 +121,7 @@ class SpeedrunSession:
             dataset=dataset or self.dataset(task), threads=cores, python=s.python, timeout_s=s.timeout_s, nproc=s.nproc,
             sandbox=probe_sandbox(s.sandbox), max_memory_bytes=s.max_memory_bytes,
             lease=lambda: self.pool.lease(gpus, cores, who=who), compile_cache=s.cache_dir / "compile",
-            session_id=self.info.session_id, progress=progress,
+            session_id=self.info.session_id, progress=progress, launch=self.launcher(),
         )
 
     def run(self, task: Task, regime: tuple[int, ...], seed: int, name: str, on_wait=None,

@@ -13,6 +13,7 @@ from .errors import UsageError
 from .hints import parse_regimes
 from .resources import parse_gpu_list
 from .sandbox import KINDS
+from .slurm import SlurmConfig
 
 CACHE_ENV = "PYTEST_SPEEDRUN_CACHE"
 
@@ -53,6 +54,8 @@ class Settings:
     cumulative: bool = False
     hints_dir: Path | None = None
     smoke: bool = False
+    launcher: str = "local"
+    slurm: SlurmConfig | None = None
 
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -82,7 +85,7 @@ def build_settings(
     agent_timeout_s: float, threads: int | None, python: str | None, data_dir: Path | None,
     allow_suspicious: bool = False, sandbox: str = "none", max_memory: str | None = None, nproc: int | None = None,
     gpus: str | None = None, resume: bool = False, repeats: int = 1, cumulative: bool = False,
-    hints_dir: Path | None = None, smoke: bool = False,
+    hints_dir: Path | None = None, smoke: bool = False, launcher: str = "local", slurm: SlurmConfig | None = None,
 ) -> Settings:
     """Validate option values; raise UsageError naming the option on the first bad one."""
     _positive("--speedrun-seeds", seeds)
@@ -100,6 +103,8 @@ def build_settings(
         raise UsageError(f"--speedrun-python={python}: no such interpreter")
     if hints_dir is not None and not hints_dir.is_dir():
         raise UsageError(f"--speedrun-hints-dir={hints_dir}: not a directory; give the folder holding record_N/")
+    if launcher not in ("local", "slurm"):
+        raise UsageError(f"--speedrun-launcher={launcher}: unknown launcher; use local or slurm")
     if sandbox not in KINDS:
         raise UsageError(f"--speedrun-sandbox={sandbox}: unknown sandbox; use one of {', '.join(KINDS)}")
     _check_writable("--speedrun-results", results_dir)
@@ -110,6 +115,7 @@ def build_settings(
         threads=threads, python=python or sys.executable, data_dir=data_dir, allow_suspicious=allow_suspicious,
         sandbox=sandbox, max_memory_bytes=parse_memory(max_memory) if max_memory else None, nproc=nproc,
         gpus=gpus, resume=resume, repeats=repeats, cumulative=cumulative, hints_dir=hints_dir, smoke=smoke,
+        launcher=launcher, slurm=slurm,
     )
 
 
