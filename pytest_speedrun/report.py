@@ -13,7 +13,8 @@ from .runner import tail
 
 PROPERTY_KEYS = ("agent", "model", "scaffold", "hints", "seed", "status", "val_loss", "train_time_ms",
                  "train_time_std_ms", "t_start_ms", "t_target_ms", "speedup", "fsr", "repeats", "p_value",
-                 "artifact_dir", "reference_source", "start_source", "config_key", "resumed", "mode", "reasons")
+                 "artifact_dir", "reference_source", "start_source", "config_key", "resumed", "mode", "slurm_job_id",
+                 "slurm_node", "reasons")
 
 
 def _fmt(value: Any) -> Any:
@@ -110,13 +111,16 @@ def _num(value: Any, fmt: str) -> str:
 
 def summary_lines(rows: list[dict[str, Any]]) -> list[str]:
     """The terminal table: one row per item, sorted by node id, then the mean FSR (smoke items aside)."""
-    header = ("item", "status", "val_loss", "train_ms", "t_i_ms", "t_i+1_ms", "speedup", "FSR")
+    slurm = any(r.get("slurm_job_id") not in (None, "") for r in rows)
+    header = ("item", "status", "val_loss", "train_ms", "t_i_ms", "t_i+1_ms", "speedup", "FSR") + \
+        (("slurm job",) if slurm else ())
     body = [
         (r["nodeid"].rsplit("/", 1)[-1].rsplit("::", 1)[-1],
          r["status"] + (" (resumed)" if r.get("resumed") in (True, "True", "true") else "")
          + (" (smoke)" if r.get("mode") == "smoke" else ""), _num(r["val_loss"], ".4f"),
          _num(r["train_time_ms"], ".0f"), _num(r["t_start_ms"], ".0f"), _num(r["t_target_ms"], ".0f"),
          _num(r["speedup"], ".3f"), _num(r["fsr"], ".3f"))
+        + ((f"{r.get('slurm_job_id') or '-'}@{r.get('slurm_node') or '-'}",) if slurm else ())
         for r in sorted(rows, key=lambda r: r["nodeid"])
     ]
     widths = [max(len(str(x)) for x in col) for col in zip(header, *body)]

@@ -58,6 +58,7 @@ def parse_extra(items: list[str]) -> dict[str, str]:
 
 def _job(cmd: list[str], cwd: str, env: dict[str, str], log_path: str, timeout_s: float) -> dict:
     """What runs on the Slurm node: the command in its own process group, output appended to the shared log."""
+    started_at = time.time()
     start = time.perf_counter()
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log,
@@ -71,7 +72,7 @@ def _job(cmd: list[str], cwd: str, env: dict[str, str], log_path: str, timeout_s
             kill_run(proc.pid, env.get("SPEEDRUN_RUN_ID"), proc)
             proc.wait()
     return {"exit_code": None if timed_out else proc.returncode, "wall_s": time.perf_counter() - start,
-            "timed_out": timed_out, "node": socket.gethostname()}
+            "timed_out": timed_out, "node": socket.gethostname(), "started_at": started_at}
 
 
 class _JobSlots:
@@ -176,13 +177,19 @@ class SlurmLauncher:
                     job = executor.submit(_job, cmd, str(spec.workdir), env, str(spec.log_path), spec.timeout_s)
                 except Exception as exc:  # sbatch missing, invalid partition, ...: one line
                     raise RunError(f"Slurm submission failed: {str(exc).strip().splitlines()[-1][:300]}") from None
-                self._record(spec, job.job_id)
+                submitted = time.time()
+                self._record(spec, {"job_id": str(job.job_id), "submitted": submitted})
                 state = self._wait(job, start + spec.timeout_s + MARGIN_S)
                 if state == "PREEMPTED" and not requeued:
                     requeued = True
                     continue
                 break
             result = job.result() if state == "COMPLETED" else None
+            record = {"job_id": str(job.job_id), "state": state, "submitted": submitted}
+            if result is not None:  # submit-to-start latency: the launcher's own overhead per job
+                record |= {"started": result["started_at"], "latency_s": round(result["started_at"] - submitted, 3),
+                           "node": result["node"], "wall_s": round(result["wall_s"], 3)}
+            self._record(spec, record)
             return outcome_for_state(state, result, spec, cmd, str(job.job_id), time.perf_counter() - start)
         finally:
             self.slots.release(token)
@@ -207,7 +214,7 @@ class SlurmLauncher:
         return state
 
     @staticmethod
-    def _record(spec: RunSpec, job_id: str) -> None:
-        """The job id next to the log, so reports (and people) can find the job."""
+    def _record(spec: RunSpec, record: dict) -> None:
+        """The job (id, state, node, submit-to-start latency) next to the log, for reports and people."""
         path = spec.log_path.with_suffix(".slurm.json")
-        path.write_text(json.dumps({"job_id": str(job_id), "submitted": time.time()}) + "\n")
+        path.write_text(json.dumps(record, sort_keys=True) + "\n")

@@ -104,6 +104,22 @@ def test_a_task_runs_as_a_slurm_job_with_the_same_checks(pytester: pytest.Pytest
     assert json.loads((art / "run.slurm.json").read_text())["job_id"] == record["slurm_job_id"]
 
 
+def test_two_items_run_as_two_slurm_jobs_under_xdist(pytester: pytest.Pytester, slurm_cluster: dict,
+                                                     cache_dir: Path, monkeypatch) -> None:
+    monkeypatch.setenv("SLURM_CONF", slurm_cluster["SLURM_CONF"])
+    suite = write_suite(pytester.path / "suites", works=(2.0, 1.0, 0.5))
+    for manifest in suite.glob("*.toml"):
+        manifest.write_text(manifest.read_text().replace('source = "calibrate"', 'source = "manifest"'))
+    result = pytester.runpytest_subprocess(f"--speedrun-suite={suite}", "--speedrun-agent=baseline", "-n", "2",
+                                           "--speedrun-launcher=slurm", "--speedrun-max-jobs=2",
+                                           f"--speedrun-cache-dir={cache_dir / 'slurm'}", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["item*slurm job", "mini01[[]h0-s0[]]*passed*@*", "mini02[[]h0-s0[]]*passed*@*"])
+    jobs = [json.loads(p.read_text()) for p in (pytester.path / ".speedrun").glob("*/*/run.slurm.json")]
+    assert len({j["job_id"] for j in jobs}) == 2 and all(j["state"] == "COMPLETED" for j in jobs)
+    assert all(j["latency_s"] >= 0 for j in jobs)
+
+
 def test_a_run_over_its_timeout_ends_as_timeout(pytester: pytest.Pytester, slurm_cluster: dict, cache_dir: Path,
                                                 monkeypatch) -> None:
     monkeypatch.setenv("SLURM_CONF", slurm_cluster["SLURM_CONF"])
