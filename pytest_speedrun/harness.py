@@ -80,7 +80,8 @@ def execute_script(script: Path, task: Task, settings: RunSettings, seed: int, l
             env[runner.SESSION_MARKER] = settings.session_id
         spec = runner.RunSpec(script=script, workdir=script.parent, log_path=log_path, env=env, timeout_s=timeout,
                               nproc=settings.nproc or task.launch.nproc_per_node, python=settings.python,
-                              prefix=tuple(settings.sandbox.prefix(script.parent, (settings.dataset.root,))),
+                              prefix=tuple(settings.sandbox.prefix(
+                                  script.parent, (settings.dataset.root, Path(settings.python).parent.parent))),
                               max_memory_bytes=settings.max_memory_bytes, cpu_affinity=lease.cores,
                               on_progress=_progress_reporter(settings.progress, log_path))
         outcome = settings.launch(spec)

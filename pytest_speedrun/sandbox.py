@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -48,7 +49,10 @@ class Sandbox:
             return _netns_prefix()
         args = ["bwrap", "--die-with-parent", "--unshare-net", "--ro-bind", "/", "/", "--dev-bind", "/dev", "/dev",
                 "--proc", "/proc", "--tmpfs", "/tmp", "--bind", str(workspace), str(workspace)]
-        for path in read_only:
+        # The private /tmp hides whatever lived there: bring back what a run needs (its Python environment,
+        # which may be a venv under /tmp, and the data).
+        keep = {Path(sys.prefix), Path(sys.base_prefix), *read_only}
+        for path in sorted(p for p in keep if p.exists()):
             args += ["--ro-bind", str(path), str(path)]
         return args + ["--chdir", str(workspace), "--"]
 

@@ -17,6 +17,7 @@ import glob
 import math
 import os
 import random
+import sys
 import time
 from dataclasses import dataclass
 
@@ -323,5 +324,7 @@ for step in range(N + 1):
 if use_cuda:
     print0(f"peak memory consumption: {torch.cuda.max_memory_allocated() // 1024 // 1024} MiB")
 if ddp:
-    dist.barrier()  # every rank done before any tears down (gloo aborts otherwise)
+    dist.barrier()  # every rank done before any tears down
     dist.destroy_process_group()
+    sys.stdout.flush()
+    os._exit(0)  # skip interpreter teardown: gloo's threads can abort it at exit
