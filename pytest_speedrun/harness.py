@@ -146,6 +146,7 @@ class ItemResult:
     mode: str = "benchmark"  # or "smoke": a few steps of the start script, no val_loss asserted
     slurm_job_id: str | None = None  # the scored run's Slurm job (--speedrun-launcher=slurm)
     slurm_node: str | None = None
+    slurm_reattached: bool = False  # --speedrun-resume found the scored run's job still in Slurm and waited on it
     resumed: bool = False
     harness_version: str = __version__
     started: str = ""
@@ -228,7 +229,8 @@ class NodeRunner:
         node = NodeResult(index=index, status=verdict.status, reasons=verdict.reasons,
                           val_loss=m.val_loss if m else None, train_time_ms=m.train_time_ms if m else None,
                           wall_s=round(ex.outcome.wall_s, 3), fsr=fsr, script_path=str(script), parent=parent,
-                          note=note, kind=kind, log_excerpt=runner.tail(node_dir / "run.log", 30))
+                          note=note, kind=kind, log_excerpt=runner.tail(node_dir / "run.log", 30),
+                          slurm_job_id=ex.outcome.job_id)
         results.write_atomic(node_dir / "node.json", json.dumps(node.to_json(), indent=2, default=str) + "\n")
         self.results.append(node)
         self.executions.append((ex, tampered))
@@ -339,7 +341,7 @@ def _judge_runs(req: ItemRequest, base: dict, runs: list[Execution], tampered: l
         wall_s=round(sum(ex.outcome.wall_s for ex in runs), 3), speedup=sc.speedup if sc else None,
         fsr=sc.fsr if sc else None, val_losses=losses if len(runs) > 1 else (),
         train_times_ms=times if len(runs) > 1 else (), p_value=p_value, usage=dict(usage), finished=_now(),
-        slurm_job_id=first.outcome.job_id, slurm_node=first.outcome.node,
+        slurm_job_id=first.outcome.job_id, slurm_node=first.outcome.node, slurm_reattached=first.outcome.reattached,
     )
 
 

@@ -14,7 +14,7 @@ from .runner import tail
 PROPERTY_KEYS = ("agent", "model", "scaffold", "hints", "seed", "status", "val_loss", "train_time_ms",
                  "train_time_std_ms", "t_start_ms", "t_target_ms", "speedup", "fsr", "repeats", "p_value",
                  "artifact_dir", "reference_source", "start_source", "config_key", "resumed", "mode", "slurm_job_id",
-                 "slurm_node", "reasons")
+                 "slurm_node", "slurm_reattached", "reasons")
 
 
 def _fmt(value: Any) -> Any:
@@ -120,7 +120,8 @@ def summary_lines(rows: list[dict[str, Any]]) -> list[str]:
          + (" (smoke)" if r.get("mode") == "smoke" else ""), _num(r["val_loss"], ".4f"),
          _num(r["train_time_ms"], ".0f"), _num(r["t_start_ms"], ".0f"), _num(r["t_target_ms"], ".0f"),
          _num(r["speedup"], ".3f"), _num(r["fsr"], ".3f"))
-        + ((f"{r.get('slurm_job_id') or '-'}@{r.get('slurm_node') or '-'}",) if slurm else ())
+        + ((f"{r.get('slurm_job_id') or '-'}@{r.get('slurm_node') or '-'}"
+            + (" (re-attached)" if r.get("slurm_reattached") in (True, "True", "true") else ""),) if slurm else ())
         for r in sorted(rows, key=lambda r: r["nodeid"])
     ]
     widths = [max(len(str(x)) for x in col) for col in zip(header, *body)]

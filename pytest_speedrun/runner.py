@@ -67,6 +67,7 @@ class RunOutcome:
     job_id: str | None = None  # Slurm launcher: the job that ran it
     node: str | None = None  # Slurm launcher: the node it ran on
     reason: str = ""  # why the launcher ended it, when not the command itself (e.g. "Slurm state OUT_OF_MEMORY")
+    reattached: bool = False  # Slurm launcher: a job of an earlier, interrupted session was waited on instead
 
     @property
     def finished(self) -> bool:

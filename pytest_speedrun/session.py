@@ -40,6 +40,7 @@ from .runner import run as runner_run
 from .sandbox import probe as probe_sandbox
 from .settings import Settings, default_data_dir
 from .slurm import SlurmConfig, SlurmLauncher
+from .slurm_ledger import JobLedger
 from .smoke import smoke_dataset
 from .tasks import Task, adhoc_task
 
@@ -83,7 +84,9 @@ class SpeedrunSession:
             config = self.settings.slurm or SlurmConfig()
             if config.folder is None:
                 config = replace(config, folder=self.settings.results_dir / self.info.session_id / "slurm")
-            self._slurm = SlurmLauncher(config, Path(self.info.pool_dir) / "slurm-slots")
+            self._slurm = SlurmLauncher(config, Path(self.info.pool_dir) / "slurm-slots",
+                                        ledger=JobLedger(self.settings.results_dir / "slurm-jobs"),
+                                        reattach=self.settings.resume)
         return self._slurm.launch
 
     def needs(self, task: Task) -> tuple[int, int]:

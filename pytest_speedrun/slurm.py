@@ -9,23 +9,30 @@ then parses and judges the log as for a local run.
 Job states map to our statuses: COMPLETED -> the command's exit code; TIMEOUT -> timeout; FAILED, NODE_FAIL,
 OUT_OF_MEMORY, CANCELLED -> a crash whose reason names the Slurm state. A PREEMPTED job is requeued once, then
 reported as crashed. The job is cancelled (scancel, through submitit) when the item times out or pytest is
-interrupted. `--speedrun-max-jobs` caps the jobs in flight across all xdist workers.
+interrupted. `--speedrun-max-jobs` caps the jobs in flight across all xdist workers. States come from sacct
+through submitit; on a cluster without accounting, from slurmctld (`scontrol show job`) every few seconds.
+
+Jobs in flight are recorded in the results directory (slurm_ledger.py), so a session that died without
+cancelling them (SIGKILL, a lost ssh session) leaves them findable: `--speedrun-resume` re-attaches to such
+a job, or takes its result if it finished meanwhile, instead of submitting the same work twice.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from filelock import FileLock
 
 from .errors import RunError, UsageError
-from .runner import RunOutcome, RunSpec, command_for, kill_run
+from .runner import SESSION_MARKER, RunOutcome, RunSpec, command_for, kill_run
+from .slurm_ledger import JobLedger, run_key
 
 MARGIN_S = 300  # the Slurm time limit is the task timeout plus this
 
@@ -118,10 +125,33 @@ def outcome_for_state(state: str, result: dict | None, spec: RunSpec, cmd: list[
     return RunOutcome(exit_code=-1, wall_s=wall_s, timed_out=False, reason=f"Slurm state {state}", **base)
 
 
-class SlurmLauncher:
-    """`launch(spec)` runs the spec's command as a Slurm job and waits for it; same contract as runner.run."""
+ACTIVE = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD", "RESIZING", "SUSPENDED",
+          "STAGE_OUT", "SIGNALING"}
+CONTROLLER_EVERY_S = 5.0  # how often to ask slurmctld directly when sacct (accounting) has no state
 
-    def __init__(self, config: SlurmConfig, slots_dir: Path) -> None:
+
+def controller_state(job_id: str) -> str | None:
+    """The job's state from slurmctld (`scontrol show job`), for clusters without accounting; None if unknown."""
+    try:
+        out = subprocess.run(["scontrol", "show", "job", "-o", str(job_id)], capture_output=True, text=True,
+                             timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    for field_ in out.stdout.split():
+        if field_.startswith("JobState="):
+            return field_.split("=", 1)[1]
+    return None
+
+
+class SlurmLauncher:
+    """`launch(spec)` runs the spec's command as a Slurm job and waits for it; same contract as runner.run.
+
+    With a ledger (see slurm_ledger.py) every job in flight is recorded in the results directory; with
+    `reattach`, a run whose identical job an interrupted session left running (or finished) waits on that job
+    instead of submitting a second one."""
+
+    def __init__(self, config: SlurmConfig, slots_dir: Path, ledger: JobLedger | None = None,
+                 reattach: bool = False) -> None:
         try:
             import submitit
         except ImportError:
@@ -132,6 +162,15 @@ class SlurmLauncher:
                              "(--speedrun-slurm-folder or ini speedrun_slurm_folder)")
         self.submitit, self.config = submitit, config
         self.slots = _JobSlots(slots_dir, config.max_jobs)
+        self.ledger, self.reattach = ledger, reattach
+
+    def _cpus(self, spec: RunSpec) -> int | None:
+        """CPUs per task: the configured value, else the threads the run was planned with (OMP_NUM_THREADS), so
+        a cluster that confines jobs to their CPUs never squeezes N threads onto fewer cores."""
+        if self.config.cpus_per_task:
+            return self.config.cpus_per_task
+        threads = spec.env.get("OMP_NUM_THREADS", "")
+        return int(threads) if threads.isdigit() and int(threads) > 0 else None
 
     def _executor(self, spec: RunSpec):
         c = self.config
@@ -143,8 +182,9 @@ class SlurmLauncher:
                         "tasks_per_node": 1, "slurm_job_name": f"speedrun-{spec.script.parent.parent.name}"}
         if gpus:
             params["gpus_per_node"] = gpus
-        if c.cpus_per_task:
-            params["cpus_per_task"] = c.cpus_per_task
+        cpus = self._cpus(spec)
+        if cpus:
+            params["cpus_per_task"] = cpus
         if c.mem_gb:
             params["mem_gb"] = c.mem_gb
         if c.partition:
@@ -161,56 +201,138 @@ class SlurmLauncher:
         executor.update_parameters(**params)
         return executor
 
-    def launch(self, spec: RunSpec) -> RunOutcome:
-        cmd = command_for(spec)
+    def _job_env(self, spec: RunSpec) -> dict[str, str]:
         env = dict(spec.env)
         env.pop("CUDA_VISIBLE_DEVICES", None)  # on the node, Slurm assigns the GPUs
+        cpus = self._cpus(spec)
+        if cpus:  # the threads match the CPUs the job asked for
+            for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+                env[var] = str(cpus)
+        return env
+
+    def _claim(self, key: str, session: str):
+        """An orphaned job of the same work that can still give its result, or None (see slurm_ledger.py)."""
+        if not (self.reattach and self.ledger):
+            return None
+        while (claimed := self.ledger.claim(key, session)) is not None:
+            entry, _ = claimed
+            job = self.submitit.SlurmJob(folder=entry.folder, job_id=entry.job_id)
+            if job.paths.result_pickle.exists() or (controller_state(entry.job_id) or
+                                                    (job.state or "UNKNOWN").split()[0]) in ACTIVE:
+                return claimed, job
+            self.ledger.drop(entry)  # ended without a result (cancelled, failed, forgotten): run it afresh
+        return None
+
+    def launch(self, spec: RunSpec) -> RunOutcome:
+        cmd = command_for(spec)
+        env = self._job_env(spec)
+        session = spec.env.get(SESSION_MARKER, "")
+        key = run_key(spec) if self.ledger else ""
         token = f"{os.getpid()}-{time.monotonic_ns()}"
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.slots.acquire(token, self.config.poll_s)
+        entry = None
         try:
-            executor = self._executor(spec)
             start = time.perf_counter()
+            attached = self._claim(key, session)
+            reattached_from = None
+            if attached is not None:
+                (entry, reattached_from), job = attached
+                submitted = entry.submitted
             requeued = False
             while True:
-                try:
-                    job = executor.submit(_job, cmd, str(spec.workdir), env, str(spec.log_path), spec.timeout_s)
-                except Exception as exc:  # sbatch missing, invalid partition, ...: one line
-                    raise RunError(f"Slurm submission failed: {str(exc).strip().splitlines()[-1][:300]}") from None
-                submitted = time.time()
-                self._record(spec, {"job_id": str(job.job_id), "submitted": submitted})
-                state = self._wait(job, start + spec.timeout_s + MARGIN_S)
-                if state == "PREEMPTED" and not requeued:
-                    requeued = True
+                if entry is None:
+                    executor = self._executor(spec)
+                    try:
+                        job = executor.submit(_job, cmd, str(spec.workdir), env, str(spec.log_path), spec.timeout_s)
+                    except Exception as exc:  # sbatch missing, invalid partition, ...: one line
+                        raise RunError(f"Slurm submission failed: {str(exc).strip().splitlines()[-1][:300]}") \
+                            from None
+                    submitted = time.time()
+                    if self.ledger:
+                        entry = self.ledger.add(key, str(job.job_id), self.config.folder, spec.log_path, session,
+                                                submitted)
+                record = {"job_id": str(job.job_id), "submitted": submitted}
+                if reattached_from is not None:
+                    record["reattached_from_session"] = reattached_from
+                self._record(spec, record)
+                state = self._wait(job, start + spec.timeout_s + MARGIN_S, entry,
+                                   spec.on_progress if reattached_from is None else None)
+                # A job that Slurm ended without a result gets one more submission if it was preempted, or if
+                # it was an orphan this session re-attached to (its end is no verdict on this session's run).
+                orphan_lost = reattached_from is not None and (state in STATE_CRASHED or state == "PREEMPTED")
+                if orphan_lost or (state == "PREEMPTED" and not requeued):
+                    requeued = requeued or not orphan_lost
+                    if orphan_lost:  # this session's own run starts now, with its whole time limit
+                        start = time.perf_counter()
+                    reattached_from = None
+                    if entry is not None:
+                        self.ledger.drop(entry)
+                        entry = None
                     continue
                 break
             result = job.result() if state == "COMPLETED" else None
-            record = {"job_id": str(job.job_id), "state": state, "submitted": submitted}
+            if reattached_from is not None and entry is not None and Path(entry.log_path) != spec.log_path:
+                shutil.copyfile(entry.log_path, spec.log_path)  # the harness parses this run's own log file
+            record |= {"state": state}
             if result is not None:  # submit-to-start latency: the launcher's own overhead per job
                 record |= {"started": result["started_at"], "latency_s": round(result["started_at"] - submitted, 3),
                            "node": result["node"], "wall_s": round(result["wall_s"], 3)}
             self._record(spec, record)
-            return outcome_for_state(state, result, spec, cmd, str(job.job_id), time.perf_counter() - start)
+            outcome = outcome_for_state(state, result, spec, cmd, str(job.job_id), time.perf_counter() - start)
+            return replace(outcome, reattached=reattached_from is not None)
         finally:
+            if entry is not None and self.ledger is not None:
+                self.ledger.drop(entry)
             self.slots.release(token)
 
-    def _wait(self, job, deadline: float) -> str:
+    def _state(self, job, asked: list[float]) -> str | None:
+        """A terminal state that sacct does not report (no accounting), from slurmctld at most every few s."""
+        if (job.state or "UNKNOWN").split()[0] != "UNKNOWN" or time.perf_counter() - asked[0] < CONTROLLER_EVERY_S:
+            return None
+        asked[0] = time.perf_counter()
+        state = controller_state(str(job.job_id))
+        if state is None or state in ACTIVE or state == "COMPLETED":  # COMPLETED: its result file is on its way
+            return None
+        return state
+
+    def _wait(self, job, deadline: float, entry, on_progress) -> str:
+        asked = [time.perf_counter()]
+        begun = time.perf_counter()
         try:
             while not job.done():
                 if time.perf_counter() > deadline:
                     job.cancel(check=False)
                     return "TIMEOUT (cancelled by the harness)"
+                ended = self._state(job, asked)
+                if ended is not None:
+                    return ended
+                if entry is not None:
+                    self.ledger.heartbeat(entry)
+                if on_progress is not None:
+                    on_progress(time.perf_counter() - begun)
                 time.sleep(self.config.poll_s)
         except BaseException:
             job.cancel(check=False)  # pytest interrupted, item timeout: never leave the job running
             raise
         state = (job.state or "UNKNOWN").split()[0]
-        if state == "UNKNOWN":  # no accounting (sacct) on this cluster: the job's own result file tells
+        if state == "UNKNOWN":  # no accounting (sacct) on this cluster: slurmctld and the job's result file tell
             try:
-                job.result()
-                state = "COMPLETED"
+                result = job.result()
             except Exception:
-                state = "FAILED"
+                result = None
+            ended = controller_state(str(job.job_id))
+            if result is not None and result["exit_code"] is not None and result["exit_code"] < 0:
+                # the command died by a signal: if Slurm sent it (scancel, preemption), its state says why
+                for _ in range(10):
+                    if ended not in ACTIVE:
+                        break
+                    time.sleep(0.5)
+                    ended = controller_state(str(job.job_id))
+            if ended is not None and ended not in ACTIVE and ended != "COMPLETED":
+                state = ended
+            else:
+                state = "COMPLETED" if result is not None else "FAILED"
         return state
 
     @staticmethod

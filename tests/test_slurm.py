@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
+import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
+import slurmcluster
 
 from fakes import write_suite
 from pytest_speedrun.runner import RunSpec
@@ -20,73 +20,46 @@ from pytest_speedrun.slurm import _JobSlots, outcome_for_state, parse_extra
 pytest_plugins = ["pytester"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def slurm_cluster(tmp_path_factory: pytest.TempPathFactory):
     """slurmctld + slurmd (Debian's slurm-wlm) with munge, one node with this machine's CPUs, on free ports."""
-    missing = [b for b in ("slurmctld", "slurmd", "munged", "sbatch", "scancel") if shutil.which(b) is None]
-    if missing:
-        pytest.skip(f"Slurm is not installed here ({', '.join(missing)} missing): apt-get install slurm-wlm munge")
-    if os.geteuid() != 0:
-        pytest.skip("starting slurmd needs root")
-    pytest.importorskip("submitit")
-    root = tmp_path_factory.mktemp("slurm")
-    key = Path("/etc/munge/munge.key")
-    if not key.exists():
-        key.write_bytes(os.urandom(1024))
-        key.chmod(0o400)
-        shutil.chown(key, "munge", "munge")
-    Path("/run/munge").mkdir(parents=True, exist_ok=True)
-    shutil.chown("/run/munge", "munge", "munge")
-    if subprocess.run(["munge", "-n"], capture_output=True).returncode != 0:
-        subprocess.run(["munged", "--force"], capture_output=True)
-    for sub in ("state", "spool", "log"):
-        (root / sub).mkdir()
-    conf = root / "slurm.conf"
-    conf.write_text(f"""ClusterName=speedruntest
-SlurmctldHost=localhost
-SlurmctldPort={_free_port()}
-SlurmdPort={_free_port()}
-SlurmUser=root
-SlurmdUser=root
-AuthType=auth/munge
-StateSaveLocation={root}/state
-SlurmdSpoolDir={root}/spool
-SlurmctldPidFile={root}/slurmctld.pid
-SlurmdPidFile={root}/slurmd.pid
-SlurmctldLogFile={root}/log/slurmctld.log
-SlurmdLogFile={root}/log/slurmd.log
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-ReturnToService=2
-NodeName=localhost CPUs={os.cpu_count()} RealMemory=4000 State=UNKNOWN
-PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
-""")
-    env = dict(os.environ, SLURM_CONF=str(conf))
-    subprocess.run(["slurmctld", "-f", str(conf)], env=env, check=True)
-    subprocess.run(["slurmd", "-f", str(conf), "-N", "localhost"], env=env, check=True)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        out = subprocess.run(["sinfo", "-h", "-o", "%T"], env=env, capture_output=True, text=True).stdout
-        if "idle" in out:
-            break
-        time.sleep(1)
-    else:
-        pytest.skip(f"the test Slurm cluster did not come up: {(root / 'log' / 'slurmctld.log').read_text()[-500:]}")
+    why = slurmcluster.unavailable()
+    if why:
+        pytest.skip(why)
+    try:
+        env = slurmcluster.start(tmp_path_factory.mktemp("slurm"))
+    except RuntimeError as exc:
+        pytest.skip(str(exc))
     yield env
-    subprocess.run(["scontrol", "shutdown"], env=env, capture_output=True)
+    slurmcluster.stop(env)
 
 
 def _queue(env: dict) -> str:
-    return subprocess.run(["squeue", "-h"], env=env, capture_output=True, text=True).stdout.strip()
+    return slurmcluster.queue(env)
+
+
+def _manifest_times(suite: Path) -> Path:
+    """Use the manifests' reference times (no calibration jobs before the item's own)."""
+    for manifest in suite.glob("*.toml"):
+        manifest.write_text(manifest.read_text().replace('source = "calibrate"', 'source = "manifest"'))
+    return suite
+
+
+def _start_pytest(pytester: pytest.Pytester, env: dict, *args: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "pytest", *args, "-p", "no:cacheprovider", f"--rootdir={pytester.path}"]
+    return subprocess.Popen(cmd, cwd=pytester.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+
+
+def _wait_running(env: dict, timeout_s: float = 60) -> str:
+    """The id of the first job that Slurm runs, once it runs."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        running = [line.split()[0] for line in _queue(env).splitlines() if line.split()[1:] == ["R"]]
+        if running:
+            return running[0]
+        time.sleep(0.3)
+    raise AssertionError(f"no job started within {timeout_s} s; queue: {_queue(env)!r}")
 
 
 def test_a_task_runs_as_a_slurm_job_with_the_same_checks(pytester: pytest.Pytester, slurm_cluster: dict,
@@ -107,9 +80,7 @@ def test_a_task_runs_as_a_slurm_job_with_the_same_checks(pytester: pytest.Pytest
 def test_two_items_run_as_two_slurm_jobs_under_xdist(pytester: pytest.Pytester, slurm_cluster: dict,
                                                      cache_dir: Path, monkeypatch) -> None:
     monkeypatch.setenv("SLURM_CONF", slurm_cluster["SLURM_CONF"])
-    suite = write_suite(pytester.path / "suites", works=(2.0, 1.0, 0.5))
-    for manifest in suite.glob("*.toml"):
-        manifest.write_text(manifest.read_text().replace('source = "calibrate"', 'source = "manifest"'))
+    suite = _manifest_times(write_suite(pytester.path / "suites", works=(2.0, 1.0, 0.5)))
     result = pytester.runpytest_subprocess(f"--speedrun-suite={suite}", "--speedrun-agent=baseline", "-n", "2",
                                            "--speedrun-launcher=slurm", "--speedrun-max-jobs=2",
                                            f"--speedrun-cache-dir={cache_dir / 'slurm'}", "-p", "no:cacheprovider")
@@ -123,9 +94,7 @@ def test_two_items_run_as_two_slurm_jobs_under_xdist(pytester: pytest.Pytester, 
 def test_a_run_over_its_timeout_ends_as_timeout(pytester: pytest.Pytester, slurm_cluster: dict, cache_dir: Path,
                                                 monkeypatch) -> None:
     monkeypatch.setenv("SLURM_CONF", slurm_cluster["SLURM_CONF"])
-    suite = write_suite(pytester.path / "suites")
-    (suite / "mini01.toml").write_text((suite / "mini01.toml").read_text().replace('source = "calibrate"',
-                                                                                   'source = "manifest"'))
+    suite = _manifest_times(write_suite(pytester.path / "suites"))
     hang = 'command:sed -i "1i import time; time.sleep(600)" "$SPEEDRUN_SCRIPT"'
     result = pytester.runpytest_subprocess(f"--speedrun-suite={suite}", f"--speedrun-agent={hang}", "-k", "mini01",
                                            "--speedrun-launcher=slurm", "--speedrun-timeout=3",
@@ -136,28 +105,73 @@ def test_a_run_over_its_timeout_ends_as_timeout(pytester: pytest.Pytester, slurm
 
 
 def test_interrupting_pytest_cancels_the_job(pytester: pytest.Pytester, slurm_cluster: dict, cache_dir: Path) -> None:
-    import signal
-    import sys
-
-    suite = write_suite(pytester.path / "suites")
-    (suite / "mini01.toml").write_text((suite / "mini01.toml").read_text().replace('source = "calibrate"',
-                                                                                   'source = "manifest"'))
+    suite = _manifest_times(write_suite(pytester.path / "suites"))
     hang = 'command:sed -i "1i import time; time.sleep(600)" "$SPEEDRUN_SCRIPT"'
-    cmd = [sys.executable, "-m", "pytest", f"--speedrun-suite={suite}", f"--speedrun-agent={hang}", "-k", "mini01",
-           "--speedrun-launcher=slurm", f"--speedrun-cache-dir={cache_dir / 'slurm'}", "-p", "no:cacheprovider",
-           f"--rootdir={pytester.path}"]
-    proc = subprocess.Popen(cmd, cwd=pytester.path, env=slurm_cluster, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while "R" not in _queue(slurm_cluster).split() and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert _queue(slurm_cluster), "the job never started"
+    proc = _start_pytest(pytester, slurm_cluster, f"--speedrun-suite={suite}", f"--speedrun-agent={hang}", "-k",
+                         "mini01", "--speedrun-launcher=slurm", f"--speedrun-cache-dir={cache_dir / 'slurm'}")
+    _wait_running(slurm_cluster)
     proc.send_signal(signal.SIGINT)
-    proc.wait(timeout=60)
+    proc.communicate(timeout=60)
     deadline = time.monotonic() + 30
     while _queue(slurm_cluster) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert _queue(slurm_cluster) == ""
+
+
+def test_a_job_cancelled_outside_pytest_is_a_crash_naming_the_state(pytester: pytest.Pytester, slurm_cluster: dict,
+                                                                    cache_dir: Path) -> None:
+    suite = _manifest_times(write_suite(pytester.path / "suites"))
+    hang = 'command:sed -i "1i import time; time.sleep(600)" "$SPEEDRUN_SCRIPT"'
+    proc = _start_pytest(pytester, slurm_cluster, f"--speedrun-suite={suite}", f"--speedrun-agent={hang}", "-k",
+                         "mini01", "--speedrun-launcher=slurm", f"--speedrun-cache-dir={cache_dir / 'slurm'}")
+    job_id = _wait_running(slurm_cluster)
+    subprocess.run(["scancel", job_id], env=slurm_cluster, check=True)  # an admin, a node failure, a preemption
+    out, _ = proc.communicate(timeout=120)  # this cluster has no accounting: slurmctld tells the state
+    assert proc.returncode == 1, out
+    assert "status crashed" in out and "Slurm state CANCELLED" in out, out
+
+
+def test_resume_reattaches_to_the_job_an_interrupted_session_left_running(
+        pytester: pytest.Pytester, slurm_cluster: dict, cache_dir: Path) -> None:
+    suite = _manifest_times(write_suite(pytester.path / "suites", works=(12.0, 6.0)))
+    args = (f"--speedrun-suite={suite}", "--speedrun-agent=baseline", "--speedrun-launcher=slurm",
+            f"--speedrun-cache-dir={cache_dir / 'slurm'}")
+    first = _start_pytest(pytester, slurm_cluster, *args)
+    job_id = _wait_running(slurm_cluster)
+    first.kill()  # SIGKILL: no cleanup at all, like a lost login node; the job keeps running
+    first.communicate(timeout=30)
+    assert _queue(slurm_cluster) == f"{job_id} R"
+
+    # the same command and environment again, resuming (HOME, PATH, ... are part of the job's identity)
+    out, _ = _start_pytest(pytester, slurm_cluster, *args, "--speedrun-resume").communicate(timeout=120)
+    pytest.LineMatcher(out.splitlines()).fnmatch_lines([f"mini01[[]h0-s0[]]*passed*{job_id}@* (re-attached)",
+                                                        "*1 passed*"])
+    records = [json.loads(ln) for ln in (pytester.path / ".speedrun" / "results.jsonl").read_text().splitlines()]
+    assert [(r["status"], r["slurm_job_id"], r["slurm_reattached"]) for r in records] == [("passed", job_id, True)]
+    art = Path(records[0]["artifact_dir"])
+    assert "step:10/10 val_loss" in (art / "run.log").read_text()
+    assert json.loads((art / "run.slurm.json").read_text())["reattached_from_session"] not in ("", None)
+    submitted = list((pytester.path / ".speedrun").glob("*/slurm/*_submitted.pkl"))
+    assert len(submitted) == 1, submitted  # one submission in all: the resumed session submitted nothing
+    assert _queue(slurm_cluster) == "" and not list((pytester.path / ".speedrun" / "slurm-jobs").glob("*/*.json"))
+
+
+def test_resume_without_a_live_job_submits_afresh(pytester: pytest.Pytester, slurm_cluster: dict,
+                                                  cache_dir: Path) -> None:
+    """An orphaned job that ended without a result (cancelled, failed, forgotten by Slurm) is not reported as
+    this session's crash: the work is submitted afresh."""
+    suite = _manifest_times(write_suite(pytester.path / "suites", works=(6.0, 3.0)))
+    args = (f"--speedrun-suite={suite}", "--speedrun-agent=baseline", "--speedrun-launcher=slurm",
+            f"--speedrun-cache-dir={cache_dir / 'slurm'}")
+    first = _start_pytest(pytester, slurm_cluster, *args)
+    job_id = _wait_running(slurm_cluster)
+    first.kill()
+    first.communicate(timeout=30)
+    subprocess.run(["scancel", job_id], env=slurm_cluster, check=True)
+    out, _ = _start_pytest(pytester, slurm_cluster, *args, "--speedrun-resume").communicate(timeout=120)
+    pytest.LineMatcher(out.splitlines()).fnmatch_lines(["*= 1 passed in *"])
+    (record,) = [json.loads(ln) for ln in (pytester.path / ".speedrun" / "results.jsonl").read_text().splitlines()]
+    assert record["slurm_job_id"] != job_id and record["slurm_reattached"] is False
 
 
 def _spec(tmp_path: Path) -> RunSpec:
@@ -201,3 +215,18 @@ def test_extra_sbatch_options_must_be_key_value() -> None:
     assert parse_extra(["constraint=h100", "--exclusive="]) == {"constraint": "h100", "exclusive": ""}
     with pytest.raises(UsageError, match="not key=value"):
         parse_extra(["constraint"])
+
+
+def test_jobs_ask_for_the_cpus_their_threads_use(tmp_path: Path) -> None:
+    from pytest_speedrun.slurm import SlurmConfig, SlurmLauncher
+
+    pytest.importorskip("submitit")
+    spec = RunSpec(script=tmp_path / "t.py", workdir=tmp_path, log_path=tmp_path / "run.log", timeout_s=60,
+                   env={"OMP_NUM_THREADS": "4", "MKL_NUM_THREADS": "4", "CUDA_VISIBLE_DEVICES": "0"})
+    planned = SlurmLauncher(SlurmConfig(folder=tmp_path / "jobs"), tmp_path / "slots")
+    assert planned._cpus(spec) == 4
+    env = planned._job_env(spec)
+    assert env["OMP_NUM_THREADS"] == "4" and "CUDA_VISIBLE_DEVICES" not in env  # Slurm assigns the GPUs
+    configured = SlurmLauncher(SlurmConfig(folder=tmp_path / "jobs", cpus_per_task=16), tmp_path / "slots")
+    assert configured._cpus(spec) == 16
+    assert {configured._job_env(spec)[v] for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")} == {"16"}

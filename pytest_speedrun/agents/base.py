@@ -30,6 +30,7 @@ class NodeResult:
     parent: int | None = None
     note: str = ""  # what the scaffold did: draft, improve, debug, ...
     kind: str = ""  # buggy | improved | unimproved (as in the paper's node-type breakdown)
+    slurm_job_id: str | None = None  # --speedrun-launcher=slurm: the job that ran this node
 
     @property
     def valid(self) -> bool:
