@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 import time
@@ -239,6 +240,20 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     return lines
 
 
+def _item_timeout(config: pytest.Config, task, settings) -> float:
+    """The item's pytest-timeout: the outer safety net, or the user's timeout if that is shorter (a marker would
+    otherwise override what CI asked for). pytest-timeout's documented order: --timeout, PYTEST_TIMEOUT, ini."""
+    outer = outer_timeout_s(task, settings)
+    user = config.getoption("timeout", None)
+    if user is None:
+        user = os.environ.get("PYTEST_TIMEOUT") or config.getini("timeout") or None
+    try:
+        user_s = float(user) if user is not None else 0.0
+    except ValueError:
+        user_s = 0.0  # pytest-timeout reports a malformed value itself
+    return min(outer, user_s) if user_s > 0 else outer
+
+
 def _slurm_config(config: pytest.Config, cwd: Path) -> SlurmConfig:
     """Slurm settings from ini keys, with the --speedrun-slurm-* options on top."""
     def ini(key: str) -> str:
@@ -306,7 +321,7 @@ class ManifestFile(pytest.File):
                 if settings.cumulative:  # one chain per worker: the tasks must run in order
                     item.add_marker(pytest.mark.xdist_group("speedrun-cumulative"))
                 if self.config.pluginmanager.hasplugin("timeout"):
-                    item.add_marker(pytest.mark.timeout(outer_timeout_s(task, settings)))
+                    item.add_marker(pytest.mark.timeout(_item_timeout(self.config, task, settings)))
                 items.append(item)
         return items
 

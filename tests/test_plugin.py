@@ -165,3 +165,22 @@ def test_other_toml_files_are_not_collected(pytester: pytest.Pytester) -> None:
     (pytester.path / "conf" / "settings.toml").write_text("a = 1\n")
     result = pytester.runpytest(".", "--collect-only", "-q", "-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+
+
+@pytest.mark.parametrize(("args", "env", "expected"), [
+    ((), None, "outer"), (("--timeout=7",), None, 7.0), ((), "9", 9.0), (("--timeout=100000",), None, "outer"),
+])
+def test_a_shorter_user_timeout_caps_the_items_safety_net(run, pytester: pytest.Pytester, monkeypatch, args, env,
+                                                          expected) -> None:
+    """pytest-timeout's marker would override --timeout; the item's marker takes the shorter of the two."""
+    if env is not None:
+        monkeypatch.setenv("PYTEST_TIMEOUT", env)
+    pytester.makeconftest("""
+        def pytest_collection_finish(session):
+            for item in session.items:
+                print("TIMEOUT", item.get_closest_marker("timeout").args[0])
+    """)
+    result = run("--collect-only", "-q", "-s", "-k", "mini01", *args)
+    (value,) = [float(ln.split()[1]) for ln in result.stdout.lines if ln.startswith("TIMEOUT")]
+    outer = 3600 + 60 * 3 + 300  # agent timeout + the run and its two calibration runs + margin
+    assert value == (outer if expected == "outer" else expected)

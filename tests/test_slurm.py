@@ -77,6 +77,22 @@ def test_a_task_runs_as_a_slurm_job_with_the_same_checks(pytester: pytest.Pytest
     assert json.loads((art / "run.slurm.json").read_text())["job_id"] == record["slurm_job_id"]
 
 
+def test_a_tiny_task_runs_end_to_end_as_slurm_jobs(pytester: pytest.Pytester, slurm_cluster: dict, cache_dir: Path,
+                                                  monkeypatch) -> None:
+    """A real tiny record (torch, the generated corpus) trained in a Slurm job; the calibration runs of t_i and
+    t_i+1 are Slurm jobs too (the cache is shared with the other tiny tests, which then reuse them)."""
+    monkeypatch.setenv("SLURM_CONF", slurm_cluster["SLURM_CONF"])
+    result = pytester.runpytest_subprocess("--speedrun-suite=tiny", "--speedrun-agent=oracle", "-k", "tiny04",
+                                           "--speedrun-launcher=slurm", f"--speedrun-cache-dir={cache_dir}",
+                                           "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["item*slurm job", "tiny04[[]h0-s0[]]*passed*@*"])
+    (record,) = [json.loads(ln) for ln in (pytester.path / ".speedrun" / "results.jsonl").read_text().splitlines()]
+    assert record["slurm_job_id"] and 0.4 <= record["fsr"] <= 1.6
+    job = json.loads((Path(record["artifact_dir"]) / "run.slurm.json").read_text())
+    assert job["state"] == "COMPLETED" and job["latency_s"] >= 0
+
+
 def test_two_items_run_as_two_slurm_jobs_under_xdist(pytester: pytest.Pytester, slurm_cluster: dict,
                                                      cache_dir: Path, monkeypatch) -> None:
     monkeypatch.setenv("SLURM_CONF", slurm_cluster["SLURM_CONF"])
@@ -101,6 +117,23 @@ def test_a_run_over_its_timeout_ends_as_timeout(pytester: pytest.Pytester, slurm
                                            f"--speedrun-cache-dir={cache_dir / 'slurm'}", "-p", "no:cacheprovider")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*status timeout*"])
+    assert _queue(slurm_cluster) == ""
+
+
+def test_an_item_timeout_cancels_its_job(pytester: pytest.Pytester, slurm_cluster: dict, cache_dir: Path,
+                                         monkeypatch) -> None:
+    """pytest-timeout (--timeout) ends the item while its job runs: the job is scancelled, not left behind."""
+    monkeypatch.setenv("SLURM_CONF", slurm_cluster["SLURM_CONF"])
+    suite = _manifest_times(write_suite(pytester.path / "suites"))
+    hang = 'command:sed -i "1i import time; time.sleep(600)" "$SPEEDRUN_SCRIPT"'
+    result = pytester.runpytest_subprocess(f"--speedrun-suite={suite}", f"--speedrun-agent={hang}", "-k", "mini01",
+                                           "--speedrun-launcher=slurm", "--timeout=8",
+                                           f"--speedrun-cache-dir={cache_dir / 'slurm'}", "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*Timeout*"])
+    deadline = time.monotonic() + 30
+    while _queue(slurm_cluster) and time.monotonic() < deadline:
+        time.sleep(0.5)
     assert _queue(slurm_cluster) == ""
 
 
