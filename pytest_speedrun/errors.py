@@ -16,7 +16,12 @@ class DataError(SpeedrunError):
 
 
 class AgentError(SpeedrunError):
-    """The agent failed to produce a solution script."""
+    """The agent failed to produce a solution script. `usage` is what it spent before failing (LLM calls,
+    tokens, cost), so a failed item's record still counts it."""
+
+    def __init__(self, *args: object, usage: dict | None = None) -> None:
+        super().__init__(*args)
+        self.usage = dict(usage or {})
 
 
 class RunError(SpeedrunError):

@@ -263,7 +263,7 @@ def run_item(req: ItemRequest) -> ItemResult:
         solution = req.agent.solve(ctx)
     except AgentError as exc:
         return _finish(art, ItemResult(**base, status=integrity.AGENT_ERROR, reasons=(str(exc),), finished=_now(),
-                                       nodes=tuple(n.to_json() for n in nodes.results)))
+                                       nodes=tuple(n.to_json() for n in nodes.results), usage=exc.usage))
     except Exception as exc:  # an agent plugin's bug is that agent's failure, not the harness's
         reason = f"agent {req.agent.name} raised {type(exc).__name__}: {exc}"
         return _finish(art, ItemResult(**base, status=integrity.AGENT_ERROR, reasons=(reason,), finished=_now(),

@@ -70,9 +70,10 @@ def test_a_malformed_edit_goes_back_to_the_model_with_the_reason(chat_server: Ch
 
 def test_edits_that_never_apply_stop_at_the_reflection_limit(chat_server: ChatServer, tmp_path: Path) -> None:
     chat_server.push(*[answer("no idea")] * 3)
-    with pytest.raises(AgentError, match=r"no usable edit after 2 reflection\(s\): the answer holds neither"):
+    with pytest.raises(AgentError, match=r"no usable edit after 2 reflection\(s\): the answer holds neither") as err:
         local(chat_server, tmp_path, reflections=2).solve(make_context(tmp_path))
     assert len(chat_server.chat_requests()) == 3
+    assert err.value.usage["calls"] == 3  # what the failed agent spent travels with its error
 
 
 def test_the_prompt_carries_the_contract_and_hints_or_asks_for_a_plan(chat_server: ChatServer,

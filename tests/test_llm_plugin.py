@@ -97,7 +97,18 @@ def test_5xx_until_the_retries_run_out_is_status_agent_error(run, pytester: pyte
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*status agent-error: openai: request to http://127.0.0.1:*/v1 failed after "
                                  "2 attempt(s): HTTP 503: overloaded*"])
-    assert len(chat_server.requests) == 2 and records(pytester)[0]["status"] == "agent-error"
+    (record,) = records(pytester)
+    assert len(chat_server.requests) == 2 and record["status"] == "agent-error"
+
+
+def test_a_failed_agent_still_records_what_it_spent(run, pytester: pytest.Pytester, chat_server: ChatServer) -> None:
+    chat_server.responder = lambda req: answer("no idea")
+    result = run("-k", "mini01", "--speedrun-reflections=1")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*status agent-error: no usable edit after 1 reflection(s)*",
+                                 "LLM usage: 2 call(s), 2000 input + 1000 output tokens*"])
+    (record,) = records(pytester)
+    assert record["status"] == "agent-error" and record["usage"]["calls"] == 2
 
 
 def test_a_missing_api_key_is_agent_error_before_any_work(run, pytester: pytest.Pytester, chat_server: ChatServer,

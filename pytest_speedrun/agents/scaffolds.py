@@ -176,6 +176,9 @@ class Search:
             script = best.script if best is not None else self.start
             return Solution(script=script, node=best.index if best is not None else None, usage=self.usage(),
                             transcript=self._transcript())
+        except AgentError as exc:
+            exc.usage = self.usage()  # what the failed search spent goes into the item's record
+            raise
         finally:
             self._save()
 
