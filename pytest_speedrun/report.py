@@ -87,7 +87,8 @@ def aggregate_lines(rows: list[dict[str, Any]]) -> list[str]:
                    f"IQM {agg.iqm:.3f} [{agg.iqm_ci[0]:.3f}, {agg.iqm_ci[1]:.3f}] (95% CI), "
                    f"{agg.passed}/{agg.items} passed")
     for row in stats.paper_comparison(aggregates):
-        out.append(f"paper ({row.model}, {row.scaffold}, hints {row.hints}): {row.paper_mean:.2f} ± "
+        model = row.model if row.paper_model in ("", row.model) else f"{row.paper_model} as {row.model}"
+        out.append(f"paper ({model}, {row.scaffold}, hints {row.hints}): {row.paper_mean:.2f} ± "
                    f"{row.paper_std:.2f}; here {row.ours_mean:.3f} ± {row.ours_std:.3f}")
     return out
 

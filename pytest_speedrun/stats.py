@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import statistics
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -309,6 +310,26 @@ def aggregate(records: Iterable[Mapping[str, Any]], *, resamples: int = 2000, se
 # -------------------------------------------------------------------------------------------- paper comparison
 
 
+# The paper's model names, from the ids APIs and hubs use for the same models (provider prefix and case
+# ignored). Only dated snapshots and aliases of the same model: "o3-mini-high" or "deepseek-r1-0528" are other
+# configurations and get no paper cell.
+PAPER_MODEL_ALIASES = (
+    (re.compile(r"o3-mini(-\d{4}-\d{2}-\d{2})?"), "o3-mini"),
+    (re.compile(r"deepseek-reasoner|deepseek-r1"), "deepseek-r1"),
+    (re.compile(r"claude-3[.-]7-sonnet(-\d{8}|-latest)?"), "claude-3.7-sonnet"),
+    (re.compile(r"gemini-2\.5-pro(-(preview|exp)-[\d-]+)?"), "gemini-2.5-pro"),
+)
+
+
+def paper_model_name(model: str) -> str:
+    """The paper's name for `model` (e.g. deepseek-reasoner -> deepseek-r1), or `model` itself."""
+    bare = model.strip().lower().rsplit("/", 1)[-1]
+    for pattern, name in PAPER_MODEL_ALIASES:
+        if pattern.fullmatch(bare):
+            return name
+    return model
+
+
 @dataclass(frozen=True)
 class PaperRow:
     """One configuration of ours next to the same (model, scaffold, hints) cell of the paper's Table 3."""
@@ -320,6 +341,7 @@ class PaperRow:
     ours_std: float
     paper_mean: float
     paper_std: float
+    paper_model: str = ""  # the paper's name for the model, when ours is an alias of it
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -354,12 +376,15 @@ def load_paper_table(path: Path | str = DEFAULT_PAPER_TABLE) -> dict[tuple[str, 
 
 def paper_comparison(aggregates: Iterable[ConfigAggregate],
                      paper_toml_path: Path | str = DEFAULT_PAPER_TABLE) -> list[PaperRow]:
-    """Our score next to the paper's for every configuration the paper also ran (model exact, scaffold, hints)."""
+    """Our score next to the paper's for every configuration the paper also ran (same model, up to the API
+    aliases in PAPER_MODEL_ALIASES; same scaffold and hints)."""
     table = load_paper_table(paper_toml_path)
     rows = []
     for agg in aggregates:
-        cell = table.get((agg.model, agg.scaffold.lower(), agg.hints))
+        paper_model = paper_model_name(agg.model)
+        cell = table.get((paper_model, agg.scaffold.lower(), agg.hints))
         if cell is not None:
             rows.append(PaperRow(model=agg.model, scaffold=agg.scaffold, hints=agg.hints,
-                                 ours_mean=agg.score, ours_std=agg.score_std, paper_mean=cell[0], paper_std=cell[1]))
+                                 ours_mean=agg.score, ours_std=agg.score_std, paper_mean=cell[0], paper_std=cell[1],
+                                 paper_model=paper_model))
     return rows

@@ -13,6 +13,7 @@ from pytest_speedrun.stats import (
     mean_std,
     one_sided_ttest_below,
     paper_comparison,
+    paper_model_name,
     regularized_incomplete_beta,
     student_t_cdf,
 )
@@ -215,6 +216,23 @@ def test_paper_comparison_matches_model_scaffold_and_hints() -> None:
         ("o3-mini", "multi-aide", "1+2+3", 0.46, 0.04),
     ]
     assert rows[0].ours_mean == pytest.approx(0.3) and rows[0].ours_std == 0.0
+
+
+@pytest.mark.parametrize(("ours", "paper"), [
+    ("deepseek-reasoner", "deepseek-r1"), ("deepseek-ai/DeepSeek-R1", "deepseek-r1"),
+    ("claude-3-7-sonnet-20250219", "claude-3.7-sonnet"), ("anthropic/claude-3.7-sonnet", "claude-3.7-sonnet"),
+    ("o3-mini-2025-01-31", "o3-mini"), ("gemini-2.5-pro-preview-03-25", "gemini-2.5-pro"),
+    ("o3-mini-high", "o3-mini-high"), ("deepseek-r1-0528", "deepseek-r1-0528"),
+    ("claude-sonnet-4-5", "claude-sonnet-4-5"),
+])
+def test_api_model_ids_map_to_the_papers_names(ours: str, paper: str) -> None:
+    assert paper_model_name(ours) == paper
+
+
+def test_an_api_alias_is_compared_with_the_papers_cell() -> None:
+    (row,) = paper_comparison(aggregate([record("t1", 0, fsr=0.2, model="deepseek-reasoner", scaffold="aide",
+                                                hints="1+2")]))
+    assert (row.model, row.paper_model, row.paper_mean) == ("deepseek-reasoner", "deepseek-r1", 0.28)
 
 
 def test_shipped_paper_table_has_every_cell() -> None:
