@@ -17,7 +17,7 @@ from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-from . import __version__, integrity, metrics, results, runner, stats
+from . import __version__, integrity, metrics, replay, results, runner, stats
 from .agents.base import Agent, AgentContext, NodeResult
 from .contract import contract_reasons
 from .data import Dataset
@@ -26,6 +26,7 @@ from .errors import AgentError, MetricsError, SpeedrunError
 from .hints import hint_text, regime_label
 from .integrity import Verdict
 from .leaks import leak_reasons
+from .replay import RunMemo, save_outcome
 from .resources import Lease, no_lease
 from .sandbox import Sandbox
 from .scoring import Reference, Score, score
@@ -85,13 +86,32 @@ def execute_script(script: Path, task: Task, settings: RunSettings, seed: int, l
                               max_memory_bytes=settings.max_memory_bytes, cpu_affinity=lease.cores,
                               on_progress=_progress_reporter(settings.progress, log_path))
         outcome = settings.launch(spec)
+    return judge_execution(outcome, script, task, timeout)
+
+
+def judge_execution(outcome: runner.RunOutcome, script: Path, task: Task, timeout: float) -> Execution:
+    """Parse the run's log (`outcome.log_path`) and judge it: the same for a fresh run and a reused one."""
     parsed, error = None, None
     try:
-        parsed = metrics.parse_log(log_path, script)
+        parsed = metrics.parse_log(outcome.log_path, script)
     except MetricsError as exc:
         error = str(exc)
     return Execution(outcome=outcome, metrics=parsed,
                      verdict=integrity.judge(outcome, parsed, error, task.target_val_loss, timeout))
+
+
+def _execute_or_reuse(memo: RunMemo, script: Path, task: Task, settings: RunSettings, seed: int,
+                      log_path: Path) -> tuple[Execution, str | None]:
+    """Run `script`, unless an interrupted attempt of this item already ran exactly these bytes (see replay.py).
+    Either way the run's outcome is saved next to its log, for a later resume."""
+    source = memo.take(script.read_text(encoding="utf-8"))
+    if source is not None:
+        outcome = RunMemo.restore(source, log_path)
+        ex = judge_execution(outcome, script, task, settings.timeout_s or task.launch.timeout_s)
+    else:
+        ex = execute_script(script, task, settings, seed, log_path)
+    save_outcome(log_path, ex.outcome)
+    return ex, None if source is None else str(source)
 
 
 @dataclass(frozen=True)
@@ -108,6 +128,7 @@ class ItemRequest:
     repeats: int = 1  # runs of the final solution; with 2+, validity is a one-sided t-test (p < 0.01)
     start_script: Path | None = None  # cumulative mode: start from this script instead of the human record
     start_source: str = ""  # what the start script is, for reports ("record 5", "tiny01 solution", ...)
+    resume_from: Path | None = None  # an interrupted attempt's artifacts: its finished runs and LLM answers
 
 
 @dataclass(frozen=True)
@@ -147,6 +168,7 @@ class ItemResult:
     slurm_job_id: str | None = None  # the scored run's Slurm job (--speedrun-launcher=slurm)
     slurm_node: str | None = None
     slurm_reattached: bool = False  # --speedrun-resume found the scored run's job still in Slurm and waited on it
+    resumed_from: str = ""  # the interrupted attempt this one continued (its runs and LLM answers were reused)
     resumed: bool = False
     harness_version: str = __version__
     started: str = ""
@@ -195,8 +217,8 @@ def prepare_workspace(task: Task, regime: tuple[int, ...], artifacts: Path,
 class NodeRunner:
     """`ctx.execute`: runs a candidate script as a search node, under the same checks as a final run."""
 
-    def __init__(self, req: ItemRequest, start_text: str, guard: DataGuard) -> None:
-        self.req, self.start_text, self.guard = req, start_text, guard
+    def __init__(self, req: ItemRequest, start_text: str, guard: DataGuard, memo: RunMemo) -> None:
+        self.req, self.start_text, self.guard, self.memo = req, start_text, guard, memo
         self.results: list[NodeResult] = []
         self.executions: list[tuple[Execution, list[str]]] = []  # per node: the run and its tamper reasons
         self.best_ms = req.reference.t_start_ms
@@ -209,7 +231,7 @@ class NodeRunner:
         script = node_dir / SCRIPT_NAME
         script.write_text(script_text, encoding="utf-8")
         tampered = leak_reasons(node_dir, task, req.regime) + contract_reasons(self.start_text, script_text)
-        ex = execute_script(script, task, req.settings, req.seed, node_dir / "run.log")
+        ex, reused_from = _execute_or_reuse(self.memo, script, task, req.settings, req.seed, node_dir / "run.log")
         tampered += self.guard.changes()
         m = ex.metrics
         suspicious = []
@@ -230,7 +252,7 @@ class NodeRunner:
                           val_loss=m.val_loss if m else None, train_time_ms=m.train_time_ms if m else None,
                           wall_s=round(ex.outcome.wall_s, 3), fsr=fsr, script_path=str(script), parent=parent,
                           note=note, kind=kind, log_excerpt=runner.tail(node_dir / "run.log", 30),
-                          slurm_job_id=ex.outcome.job_id)
+                          slurm_job_id=ex.outcome.job_id, reused_from=reused_from)
         results.write_atomic(node_dir / "node.json", json.dumps(node.to_json(), indent=2, default=str) + "\n")
         self.results.append(node)
         self.executions.append((ex, tampered))
@@ -253,12 +275,17 @@ def run_item(req: ItemRequest) -> ItemResult:
                 config_key=config_key(task, req.agent, req.regime, req.seed, req.repeats, req.start_script),
                 model=str(agent_config.get("model", "")), scaffold=str(agent_config.get("scaffold", "")),
                 start_source=req.start_source or f"record {task.start.record}", repeats=req.repeats)
+    if req.resume_from is not None:
+        base["resumed_from"] = str(req.resume_from)
+    replay.mark_started(art, base["config_key"], req.settings.session_id)
     workspace, script, hints = prepare_workspace(task, req.regime, art, req.start_script)
     start_text = script.read_text(encoding="utf-8")
     guard = DataGuard(req.settings.dataset.root)  # before the agent: it may touch the data too
-    nodes = NodeRunner(req, start_text, guard)
+    memo = RunMemo(req.resume_from)
+    nodes = NodeRunner(req, start_text, guard, memo)
     ctx = AgentContext(task=task, workspace=workspace, script_path=script, hints=hints, hint_levels=req.regime,
-                       seed=req.seed, artifacts_dir=art, timeout_s=req.agent_timeout_s, execute=nodes)
+                       seed=req.seed, artifacts_dir=art, timeout_s=req.agent_timeout_s, execute=nodes,
+                       resume_from=req.resume_from)
     try:
         solution = req.agent.solve(ctx)
     except AgentError as exc:
@@ -286,7 +313,10 @@ def run_item(req: ItemRequest) -> ItemResult:
             tampered += node_tampered
     for r in range(0 if runs else max(1, req.repeats)):
         log = art / ("run.log" if r == 0 else f"run-{r}.log")
-        runs.append(execute_script(script, task, req.settings, _run_seed(req.seed, r), log))
+        if r == 0:
+            runs.append(_execute_or_reuse(memo, script, task, req.settings, req.seed, log)[0])
+        else:
+            runs.append(execute_script(script, task, req.settings, _run_seed(req.seed, r), log))
         tampered += guard.changes()
         if not runs[-1].verdict.passed and runs[-1].verdict.status != integrity.INVALID:
             break  # a crash, timeout or missing result decides the item; more runs would not change it

@@ -33,6 +33,7 @@ from .harness import (
 )
 from .hints import regime_label, with_external_hints
 from .integrity import PASSED
+from .replay import find_interrupted
 from .resources import LeasePool, cpu_threads, discover_gpus, usable_cores
 from .results import append_record, find_completed, item_dir, new_session_id
 from .runner import kill_session
@@ -138,12 +139,14 @@ class SpeedrunSession:
         task = with_external_hints(resolve_task(task, s.cache_dir), s.hints_dir)
         start_script, start_source = self._cumulative_start(task, regime, seed, previous)
         key = config_key(task, self.agent, regime, seed, s.repeats, start_script)
+        interrupted = None
         if s.resume:
             record = find_completed(s.results_dir, key)
             if record is not None:  # reported (and noted in the store) as resumed, not run again
                 result = result_from_record(record, resumed=True)
                 append_record(s.results_dir, result.to_json())
                 return result
+            interrupted = find_interrupted(s.results_dir, key)  # its finished runs and LLM answers are reused
         preflight = getattr(self.agent, "preflight", None)
         if preflight is not None:  # e.g. a missing API key: fail before calibrating or running anything
             try:
@@ -159,7 +162,7 @@ class SpeedrunSession:
             task=task, agent=self.agent, regime=regime, seed=seed, settings=run_settings, reference=reference,
             artifacts_dir=item_dir(s.results_dir, self.info.session_id, name), agent_timeout_s=s.agent_timeout_s,
             allow_suspicious=s.allow_suspicious, repeats=s.repeats, start_script=start_script,
-            start_source=start_source,
+            start_source=start_source, resume_from=interrupted,
         ))
         if s.cumulative and result.status == PASSED:
             chain = self._chain_dir(task.suite, regime, seed)

@@ -4,6 +4,7 @@ openai client against the scripted loopback server; and one aide search on the r
 from __future__ import annotations
 
 import json
+import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -86,6 +87,42 @@ def test_an_aide_search_scores_its_best_node_and_saves_the_tree(run, pytester: p
     assert tree["best"] == 2 and [n["status"] for n in tree["nodes"]] == ["passed"] * 3
     assert record["log_path"] == str(art / "nodes" / "002" / "run.log")  # the node's run is the score
     assert not (art / "run.log").exists() and 0.5 <= record["fsr"] <= 1.5
+
+
+def test_resume_continues_an_interrupted_search_from_its_runs_and_answers(run, pytester: pytest.Pytester,
+                                                                         chat_server: ChatServer) -> None:
+    def respond(req: dict):
+        script, text = prompt_script(req), req["messages"][1]["content"]
+        if "## Your step: improve" in text:
+            return answer(set_work(script, 0.32))
+        drafts = sum("## Your step: a new" in r["messages"][1]["content"] for r in chat_server.chat_requests())
+        return answer(set_work(script, 0.5) if drafts == 2 else set_work(script, 0.45))
+
+    chat_server.responder = respond
+    args = ("-k", "mini01", "--speedrun-scaffold=aide", "--speedrun-budget=3", "--speedrun-n0=2",
+            "--speedrun-p-debug=0")
+    run(*args).assert_outcomes(passed=1)
+    (first,) = records(pytester)
+    art = Path(first["artifact_dir"])
+    # Interrupt it by hand: the third node's run never finished and its answer never came; no result was written.
+    (art / "result.json").unlink()
+    (pytester.path / ".speedrun" / "results.jsonl").unlink()
+    shutil.rmtree(art / "nodes" / "002")
+    lines = (art / "llm.jsonl").read_text().splitlines()
+    last_request = max(i for i, ln in enumerate(lines) if json.loads(ln)["type"] == "request")
+    (art / "llm.jsonl").write_text("\n".join(lines[:last_request]) + "\n")
+    before = len(chat_server.chat_requests())
+
+    run(*args, "--speedrun-resume").assert_outcomes(passed=1)
+    (second,) = records(pytester)
+    assert len(chat_server.chat_requests()) - before == 1  # only the answer the attempt never got is asked for
+    assert second["resumed_from"] == str(art) and second["usage"]["replayed"] == 2
+    assert second["usage"]["calls"] == 3  # the replayed answers still count what they cost
+    reused = [n["reused_from"] for n in second["nodes"]]
+    assert reused[:2] == [str(art / "nodes" / "000"), str(art / "nodes" / "001")] and reused[2] is None
+    assert [(n["status"], n["train_time_ms"]) for n in second["nodes"][:2]] == \
+           [(n["status"], n["train_time_ms"]) for n in first["nodes"][:2]]  # the same runs, judged again
+    assert second["status"] == "passed" and 0.5 <= second["fsr"] <= 1.5
 
 
 def test_5xx_until_the_retries_run_out_is_status_agent_error(run, pytester: pytest.Pytester,

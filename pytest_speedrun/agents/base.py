@@ -31,6 +31,7 @@ class NodeResult:
     note: str = ""  # what the scaffold did: draft, improve, debug, ...
     kind: str = ""  # buggy | improved | unimproved (as in the paper's node-type breakdown)
     slurm_job_id: str | None = None  # --speedrun-launcher=slurm: the job that ran this node
+    reused_from: str | None = None  # --speedrun-resume: the interrupted attempt's node whose run this reuses
 
     @property
     def valid(self) -> bool:
@@ -59,6 +60,7 @@ class AgentContext:
     artifacts_dir: Path
     timeout_s: float
     execute: Executor | None = None  # runs a candidate under the harness; search scaffolds call it per node
+    resume_from: Path | None = None  # an interrupted attempt of this item (LLM agents replay its answers)
 
     @property
     def start_script(self) -> str:

@@ -29,6 +29,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from ..errors import AgentError, UsageError
+from ..replay import llm_replies
 from .base import AgentContext, Solution
 from .scaffolds import SCAFFOLDS, LimitReached, Prompts, Search, SearchParams
 
@@ -268,6 +269,7 @@ class Usage:
     output_tokens: int = 0
     cost_usd: float = 0.0
     cache_hits: int = 0  # calls answered from the response cache (their tokens and cost are counted all the same)
+    replayed: int = 0  # calls answered from an interrupted attempt's transcript (--speedrun-resume), counted alike
     retries: int = 0
 
     def to_json(self) -> dict[str, Any]:
@@ -370,8 +372,10 @@ class LLMClient:
 
     def __init__(self, settings: LLMSettings, agent_name: str, artifacts: Path, seed: int,
                  wall_s: float | None = None, sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, replies: dict[str, dict] | None = None) -> None:
         self.s, self.agent_name, self.seed = settings, agent_name, seed
+        self.replies = dict(replies or {})  # answers an interrupted attempt got, by cache key (replay.py)
+        self.credit_s = 0.0  # wall time the interrupted attempt spent on what is replayed: it counts to the cap
         self.usage = Usage()
         self.transcript = Transcript(artifacts)
         cache_root = settings.cache_dir / "llm" if settings.cache_dir is not None else None
@@ -387,7 +391,7 @@ class LLMClient:
         """Raise LimitReached when a cap is reached. `wall_only` before a node run: an edit already paid for
         is still run, unless the wall-time cap has passed."""
         s, u = self.s, self.usage
-        elapsed = self.clock() - self.started
+        elapsed = self.clock() - self.started + self.credit_s
         if self.wall_s is not None and elapsed >= self.wall_s:
             self._stop(f"{elapsed:.0f} s of search reached the agent's wall-time cap "
                        f"--speedrun-agent-timeout={self.wall_s:g}")
@@ -425,10 +429,15 @@ class LLMClient:
         self.transcript.event("request", call=call, purpose=purpose, model=self.s.model, base_url=self.s.endpoint(),
                               params=params, cache_key=key, messages=messages)
         hit = self.cache.get(key)
+        replayed = self.replies.pop(key, None) if hit is None else None
         started = time.monotonic()
-        if hit is not None:
-            reply = Reply(hit["content"], int(hit["input_tokens"]), int(hit["output_tokens"]),
-                          str(hit.get("finish_reason", "")), cached=True)
+        if hit is not None or replayed is not None:
+            got = hit if hit is not None else replayed
+            reply = Reply(got["content"], int(got["input_tokens"]), int(got["output_tokens"]),
+                          str(got.get("finish_reason") or ""), cached=True)
+            if replayed is not None:
+                self.usage.replayed += 1
+                self.credit_s += float(replayed.get("latency_s") or 0.0)
         else:
             reply = self._request(messages, params, call)
             self.cache.put(key, {"content": reply.content, "input_tokens": reply.input_tokens,
@@ -440,7 +449,7 @@ class LLMClient:
         u.input_tokens += reply.input_tokens
         u.output_tokens += reply.output_tokens
         u.cost_usd += cost
-        u.cache_hits += reply.cached
+        u.cache_hits += reply.cached and replayed is None
         self.transcript.event("response", call=call, cached=reply.cached, content=reply.content,
                               finish_reason=reply.finish_reason, input_tokens=reply.input_tokens,
                               output_tokens=reply.output_tokens, cost_usd=round(cost, 6),
@@ -582,7 +591,8 @@ class LLMAgent:
 
     def solve(self, ctx: AgentContext) -> Solution:
         settings = self.settings if self.settings.model else replace(self.settings, model=self._resolve_model())
-        client = LLMClient(settings, self.name, ctx.artifacts_dir, ctx.seed, wall_s=ctx.timeout_s)
+        client = LLMClient(settings, self.name, ctx.artifacts_dir, ctx.seed, wall_s=ctx.timeout_s,
+                           replies=llm_replies(ctx.resume_from))
         return Search(settings.search, ctx, client, self.prompts).run()
 
 

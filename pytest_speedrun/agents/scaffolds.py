@@ -232,6 +232,8 @@ class Search:
             self.client.check_limits(wall_only=True)  # no run starts past the wall-time cap
             parent_index = self.nodes[parent].index if parent is not None else None
             node.result = self.ctx.execute(node.script, parent=parent_index, note=note)
+            if node.result.reused_from:  # the interrupted attempt spent this run's time: it counts to the cap
+                self.client.credit_s += node.result.wall_s
         self._save()
 
     def _propose(self, parent: int | None, note: str) -> SearchNode:
