@@ -60,6 +60,7 @@ class RunSettings:
     session_id: str = ""  # marks every process of the session, for cleanup after a crash or signal
     progress: Callable[[str], None] | None = None  # live progress lines (step k/N, val_loss, elapsed, ETA)
     launch: Callable[[runner.RunSpec], runner.RunOutcome] = runner.run  # local subprocess, or a Slurm job
+    gpus: int | None = None  # GPUs a run asks its launcher for (Slurm); None: the lease's local GPUs
 
 
 def _progress_reporter(progress: Callable[[str], None] | None, log_path: Path) -> Callable[[float], None] | None:
@@ -84,6 +85,7 @@ def execute_script(script: Path, task: Task, settings: RunSettings, seed: int, l
                               prefix=tuple(settings.sandbox.prefix(
                                   script.parent, (settings.dataset.root, Path(settings.python).parent.parent))),
                               max_memory_bytes=settings.max_memory_bytes, cpu_affinity=lease.cores,
+                              gpus=len(lease.gpus) if settings.gpus is None else settings.gpus,
                               on_progress=_progress_reporter(settings.progress, log_path))
         outcome = settings.launch(spec)
     return judge_execution(outcome, script, task, timeout)

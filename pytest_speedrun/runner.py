@@ -51,6 +51,7 @@ class RunSpec:
     prefix: tuple[str, ...] = ()  # sandbox wrapper, e.g. ("bwrap", ..., "--")
     max_memory_bytes: int | None = None  # RLIMIT_AS of the run's processes
     cpu_affinity: tuple[int, ...] = ()  # cores the run's processes may use (Linux)
+    gpus: int = 0  # GPUs the run uses (leased here, or asked of Slurm)
     on_progress: Callable[[float], None] | None = field(default=None, compare=False)  # called with elapsed s
     progress_every_s: float = 1.0
 

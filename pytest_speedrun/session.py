@@ -34,7 +34,7 @@ from .harness import (
 from .hints import regime_label, with_external_hints
 from .integrity import PASSED
 from .replay import find_interrupted
-from .resources import LeasePool, cpu_threads, discover_gpus, usable_cores
+from .resources import LeasePool, cpu_threads, discover_gpus, no_lease, usable_cores
 from .results import append_record, find_completed, item_dir, new_session_id
 from .runner import kill_session
 from .runner import run as runner_run
@@ -91,14 +91,16 @@ class SpeedrunSession:
         return self._slurm.launch
 
     def needs(self, task: Task) -> tuple[int, int]:
-        """(GPUs, CPU cores) one run of `task` leases. Tasks that name supported GPU counts require GPUs; the
-        others (the tiny suite) use GPUs when the machine has them and the CPU otherwise."""
+        """(GPUs, CPU cores) one run of `task` needs. Tasks that name supported GPU counts require GPUs; the
+        others (the tiny suite) use GPUs when the machine has them and the CPU otherwise. Under Slurm the GPUs
+        are the job's, not this machine's: only tasks that require them ask for them."""
         nproc = self.settings.nproc or task.launch.nproc_per_node
         supported = task.launch.supported_gpu_counts
         if supported and nproc not in supported:
             raise MissingInput(f"task {task.id} supports {', '.join(map(str, supported))} GPU(s), not {nproc} "
                                "(--speedrun-nproc); its semantics are never changed to fit")
-        gpus = nproc if supported or self.info.gpus else 0
+        local_gpus = bool(self.info.gpus) and self.settings.launcher != "slurm"
+        gpus = nproc if supported or local_gpus else 0
         return gpus, self.needs_cores()
 
     def needs_cores(self) -> int:
@@ -115,7 +117,8 @@ class SpeedrunSession:
     def run_settings(self, task: Task, who: str, on_wait=None, dataset: Dataset | None = None,
                      progress=None) -> RunSettings:
         gpus, cores = self.needs(task)
-        if gpus > len(self.info.gpus):
+        slurm = self.settings.launcher == "slurm"  # the job gets its GPUs and cores from Slurm, not from here
+        if not slurm and gpus > len(self.info.gpus):
             raise MissingInput(f"task {task.id} needs {gpus} GPU(s), this machine offers {len(self.info.gpus)}"
                                + (f" (torch timed: {task.launch.torch_version_timed})"
                                   if task.launch.torch_version_timed else ""))
@@ -124,8 +127,9 @@ class SpeedrunSession:
         return RunSettings(
             dataset=dataset or self.dataset(task), threads=cores, python=s.python, timeout_s=s.timeout_s, nproc=s.nproc,
             sandbox=probe_sandbox(s.sandbox), max_memory_bytes=s.max_memory_bytes,
-            lease=lambda: self.pool.lease(gpus, cores, who=who), compile_cache=s.cache_dir / "compile",
-            session_id=self.info.session_id, progress=progress, launch=self.launcher(),
+            lease=no_lease if slurm else (lambda: self.pool.lease(gpus, cores, who=who)),
+            compile_cache=s.cache_dir / "compile", session_id=self.info.session_id, progress=progress,
+            launch=self.launcher(), gpus=gpus if slurm else None,
         )
 
     def run(self, task: Task, regime: tuple[int, ...], seed: int, name: str, on_wait=None,

@@ -63,9 +63,24 @@ def parse_extra(items: list[str]) -> dict[str, str]:
     return extra
 
 
+# Taken from the job's own environment on the node (after the setup lines ran), not from the machine running
+# pytest: where software lives (module load, conda activate), the GPUs Slurm assigned, the job's SLURM_* view.
+NODE_ENV = ("PATH", "LD_LIBRARY_PATH", "CUDA_HOME", "CUDA_PATH", "CONDA_PREFIX", "VIRTUAL_ENV", "PYTHONPATH",
+            "HOME", "USER", "LOGNAME", "TMPDIR", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES",
+            "GPU_DEVICE_ORDINAL", "ROCR_VISIBLE_DEVICES")
+
+
+def node_env(env: dict[str, str], node: dict[str, str]) -> dict[str, str]:
+    """The run's environment on the node: the contract from the controller, the node's own NODE_ENV and SLURM_*."""
+    merged = {k: v for k, v in env.items() if not k.startswith("SLURM_")}
+    merged.update({k: v for k, v in node.items() if k in NODE_ENV or k.startswith("SLURM_")})
+    return merged
+
+
 def _job(cmd: list[str], cwd: str, env: dict[str, str], log_path: str, timeout_s: float) -> dict:
     """What runs on the Slurm node: the command in its own process group, output appended to the shared log."""
     started_at = time.time()
+    env = node_env(env, dict(os.environ))
     start = time.perf_counter()
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log,
@@ -175,9 +190,7 @@ class SlurmLauncher:
     def _executor(self, spec: RunSpec):
         c = self.config
         executor = self.submitit.AutoExecutor(folder=str(c.folder), cluster="slurm")
-        gpus = c.gpus_per_node if c.gpus_per_node is not None else (spec.nproc if "CUDA_VISIBLE_DEVICES" in
-                                                                     spec.env and spec.env["CUDA_VISIBLE_DEVICES"]
-                                                                     else 0)
+        gpus = c.gpus_per_node if c.gpus_per_node is not None else spec.gpus
         params: dict = {"timeout_min": max(1, int((spec.timeout_s + MARGIN_S) // 60)), "nodes": 1,
                         "tasks_per_node": 1, "slurm_job_name": f"speedrun-{spec.script.parent.parent.name}"}
         if gpus:

@@ -12,6 +12,7 @@ import importlib.util
 import os
 import shutil
 import socket
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -48,13 +49,24 @@ def _ensure_munge() -> None:
         subprocess.run(["munged", "--force"], capture_output=True)
 
 
-def start(root: Path, timeout_s: float = 90) -> dict[str, str]:
-    """Start the cluster with its state, spool and logs under `root`; raise RuntimeError if it does not come up."""
+def start(root: Path, timeout_s: float = 90, gpus: int = 0) -> dict[str, str]:
+    """Start the cluster with its state, spool and logs under `root`; raise RuntimeError if it does not come up.
+
+    `gpus`: the node declares that many GPUs as a count-only GRES (no device files), so jobs can ask for GPUs
+    (`--gpus-per-node`) and Slurm schedules them; nothing on this machine is a GPU."""
     _ensure_munge()
     for sub in ("state", "spool", "log"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     conf = root / "slurm.conf"
+    gres = f" Gres=gpu:{gpus}" if gpus else ""
+    if gpus:  # character devices like /dev/null stand in for /dev/nvidiaN (Slurm wants a file per GPU)
+        for i in range(gpus):
+            dev = root / f"gpu{i}"
+            if not dev.exists():
+                os.mknod(dev, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        (root / "gres.conf").write_text(f"NodeName=localhost Name=gpu File={root}/gpu[0-{gpus - 1}]\n")
     conf.write_text(f"""ClusterName=speedruntest
+{"GresTypes=gpu" if gpus else ""}
 SlurmctldHost=localhost
 SlurmctldPort={_free_port()}
 SlurmdPort={_free_port()}
@@ -73,7 +85,7 @@ JobAcctGatherType=jobacct_gather/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 ReturnToService=2
-NodeName=localhost CPUs={os.cpu_count()} RealMemory=4000 State=UNKNOWN
+NodeName=localhost CPUs={os.cpu_count()} RealMemory=4000{gres} State=UNKNOWN
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 """)
     env = dict(os.environ, SLURM_CONF=str(conf))

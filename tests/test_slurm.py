@@ -27,7 +27,7 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory):
     if why:
         pytest.skip(why)
     try:
-        env = slurmcluster.start(tmp_path_factory.mktemp("slurm"))
+        env = slurmcluster.start(tmp_path_factory.mktemp("slurm"), gpus=2)  # count-only stand-ins for GPUs
     except RuntimeError as exc:
         pytest.skip(str(exc))
     yield env
@@ -91,6 +91,28 @@ def test_a_tiny_task_runs_end_to_end_as_slurm_jobs(pytester: pytest.Pytester, sl
     assert record["slurm_job_id"] and 0.4 <= record["fsr"] <= 1.6
     job = json.loads((Path(record["artifact_dir"]) / "run.slurm.json").read_text())
     assert job["state"] == "COMPLETED" and job["latency_s"] >= 0
+
+
+def test_a_gpu_task_gets_its_gpus_from_slurm_not_from_the_machine_running_pytest(
+        pytester: pytest.Pytester, slurm_cluster: dict, cache_dir: Path, monkeypatch) -> None:
+    """The real benchmark's tasks require GPUs. pytest runs on a login node without any (no nvidia-smi here):
+    the item still runs, as a job asking Slurm for the GPUs, and the script sees the GPUs Slurm assigned."""
+    monkeypatch.setenv("SLURM_CONF", slurm_cluster["SLURM_CONF"])
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    suite = _manifest_times(write_suite(pytester.path / "suites"))
+    manifest = suite / "mini01.toml"
+    manifest.write_text(manifest.read_text().replace("nproc_per_node = 1",
+                                                     "nproc_per_node = 1\nsupported_gpu_counts = [1]"))
+    show = ('command:sed -i "1i import os; print(\'gpus:\', os.environ.get(\'CUDA_VISIBLE_DEVICES\'))" '
+            '"$SPEEDRUN_SCRIPT"')
+    result = pytester.runpytest_subprocess(f"--speedrun-suite={suite}", f"--speedrun-agent={show}", "-k", "mini01",
+                                           "--speedrun-launcher=slurm", f"--speedrun-cache-dir={cache_dir / 'slurm'}",
+                                           "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    (record,) = [json.loads(ln) for ln in (pytester.path / ".speedrun" / "results.jsonl").read_text().splitlines()]
+    assert "gpus: 0\n" in Path(record["log_path"]).read_text()  # Slurm's assignment, not the controller's
+    (submission,) = (pytester.path / ".speedrun").glob("*/slurm/*_submission.sh")
+    assert "#SBATCH --gpus-per-node=1" in submission.read_text()
 
 
 def test_two_items_run_as_two_slurm_jobs_under_xdist(pytester: pytest.Pytester, slurm_cluster: dict,
@@ -263,3 +285,17 @@ def test_jobs_ask_for_the_cpus_their_threads_use(tmp_path: Path) -> None:
     configured = SlurmLauncher(SlurmConfig(folder=tmp_path / "jobs", cpus_per_task=16), tmp_path / "slots")
     assert configured._cpus(spec) == 16
     assert {configured._job_env(spec)[v] for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")} == {"16"}
+
+
+def test_the_node_supplies_paths_gpus_and_its_slurm_view_the_controller_the_contract() -> None:
+    from pytest_speedrun.slurm import node_env
+
+    controller = {"PATH": "/login/bin", "NANOGPT_TRAIN_FILES": "/shared/train_*.bin", "OMP_NUM_THREADS": "8",
+                  "SLURM_JOB_ID": "77", "TORCH_LOGS": "recompiles", "HOME": "/home/u"}
+    node = {"PATH": "/opt/cuda/bin:/usr/bin", "CUDA_VISIBLE_DEVICES": "2,3", "SLURM_JOB_ID": "901",
+            "SLURM_PROCID": "0", "NANOGPT_TRAIN_FILES": "/elsewhere", "SECRET_TOKEN": "x"}
+    assert node_env(controller, node) == {
+        "PATH": "/opt/cuda/bin:/usr/bin", "CUDA_VISIBLE_DEVICES": "2,3", "SLURM_JOB_ID": "901", "SLURM_PROCID": "0",
+        "NANOGPT_TRAIN_FILES": "/shared/train_*.bin", "OMP_NUM_THREADS": "8", "TORCH_LOGS": "recompiles",
+        "HOME": "/home/u",
+    }
