@@ -48,8 +48,17 @@ def _dist_version(name: str) -> str:
         return "absent"
 
 
-def fingerprint(threads: int | None, nproc: int, python: str = sys.executable) -> dict[str, str]:
-    """What reference times depend on. torch's version comes from package metadata: no torch import here."""
+def fingerprint(threads: int | None, nproc: int, python: str = sys.executable,
+                placement: dict[str, str] | None = None) -> dict[str, str]:
+    """What reference times depend on. torch's version comes from package metadata: no torch import here.
+
+    `placement`: where runs execute when not on this machine (the Slurm resources asked for: partition,
+    constraints, GPUs, setup lines). It replaces this machine's hardware in the fingerprint, so times measured
+    on one kind of job are used for the same kind of job, not for whatever login node submitted them."""
+    if placement is not None:
+        return {"placement": json.dumps(placement, sort_keys=True), "torch": _dist_version("torch"),
+                "python": python if python != sys.executable else platform.python_version(),
+                "threads": str(threads), "nproc": str(nproc)}
     return {
         "machine": platform.machine(),
         "cpu": _cpu_model(),
@@ -97,7 +106,7 @@ class Calibrator:
         if ref.path is None:
             raise CalibrationError(f"task {task.id}: cannot calibrate {ref.describe()}: script not available locally")
         nproc = self.settings.nproc or task.launch.nproc_per_node
-        fp = fingerprint(self.settings.threads, nproc, self.settings.python)
+        fp = fingerprint(self.settings.threads, nproc, self.settings.python, self.settings.placement)
         fid = fingerprint_id(fp)
         key_src = json.dumps({"fp": fid, "script": full_sha256(ref.path), "data": self.settings.dataset.root.name,
                               "val_tokens": self.settings.dataset.val_tokens, "env": task.launch.env,

@@ -61,6 +61,7 @@ class RunSettings:
     progress: Callable[[str], None] | None = None  # live progress lines (step k/N, val_loss, elapsed, ETA)
     launch: Callable[[runner.RunSpec], runner.RunOutcome] = runner.run  # local subprocess, or a Slurm job
     gpus: int | None = None  # GPUs a run asks its launcher for (Slurm); None: the lease's local GPUs
+    placement: dict[str, str] | None = None  # where runs execute when not here (Slurm resources), for calibration
 
 
 def _progress_reporter(progress: Callable[[str], None] | None, log_path: Path) -> Callable[[float], None] | None:

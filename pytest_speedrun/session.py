@@ -7,6 +7,7 @@ marker.
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 import time
@@ -130,7 +131,16 @@ class SpeedrunSession:
             lease=no_lease if slurm else (lambda: self.pool.lease(gpus, cores, who=who)),
             compile_cache=s.cache_dir / "compile", session_id=self.info.session_id, progress=progress,
             launch=self.launcher(), gpus=gpus if slurm else None,
+            placement=self._slurm_placement(gpus) if slurm else None,
         )
+
+    def _slurm_placement(self, gpus: int) -> dict[str, str]:
+        """The kind of Slurm job runs go to (what decides their speed), for the calibration fingerprint."""
+        c = self.settings.slurm or SlurmConfig()
+        return {"launcher": "slurm", "partition": c.partition or "", "qos": c.qos or "",
+                "gpus": str(c.gpus_per_node if c.gpus_per_node is not None else gpus),
+                "cpus": str(c.cpus_per_task or ""), "extra": json.dumps(sorted(c.extra.items())),
+                "setup": json.dumps(list(c.setup))}
 
     def run(self, task: Task, regime: tuple[int, ...], seed: int, name: str, on_wait=None,
             previous: Task | None = None, progress=None) -> ItemResult:

@@ -94,3 +94,14 @@ def test_calibrate_command_rejects_an_unknown_task(tmp_path: Path, capsys) -> No
     suite = write_suite(tmp_path)
     assert cli.main(["calibrate", "--suite", str(suite), "-k", "task99", "--cache-dir", str(tmp_path / "c")]) == 1
     assert "no task of suite" in capsys.readouterr().err
+
+
+def test_under_slurm_the_fingerprint_is_the_job_kind_not_the_submitting_machine(monkeypatch) -> None:
+    h100 = {"launcher": "slurm", "partition": "gpu", "extra": '[["constraint", "h100"]]', "gpus": "8"}
+    a100 = dict(h100, extra='[["constraint", "a100"]]')
+    on_login_node = fingerprint(8, 8, placement=h100)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")  # another submitting machine, other local devices
+    monkeypatch.setattr("pytest_speedrun.calibrate.gpu_inventory", lambda: "NVIDIA L4, 550.54")
+    assert fingerprint(8, 8, placement=h100) == on_login_node
+    assert fingerprint(8, 8, placement=a100) != on_login_node
+    assert fingerprint(8, 8) != on_login_node
