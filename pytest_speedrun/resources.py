@@ -125,7 +125,7 @@ class LeasePool:
         except (OSError, ValueError):
             state = {"gpus": {}, "cores": {}}
         for kind in ("gpus", "cores"):  # reclaim what dead processes held
-            state[kind] = {k: v for k, v in state[kind].items() if _pid_alive(int(v.split(":")[0]))}
+            state[kind] = {k: v for k, v in state[kind].items() if pid_alive(int(v.split(":")[0]))}
         return state
 
     def _write(self, state: dict) -> None:
@@ -197,7 +197,7 @@ def no_lease() -> Iterator[Lease]:
     yield Lease(gpus=(), cores=())
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -26,6 +26,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from .dataguard import full_sha256
+from .resources import pid_alive
 from .runner import RUN_MARKER, SESSION_MARKER, RunSpec
 
 # Environment variables that differ between two sessions running the same work: markers and per-lease paths.
@@ -51,16 +52,6 @@ class JobEntry:
     pid: int
     submitted: float
     path: str = ""  # the entry's own file
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class JobLedger:
@@ -93,7 +84,7 @@ class JobLedger:
                     continue
                 if entry.session_id == session_id:
                     continue
-                dead_here = entry.host == socket.gethostname() and not _alive(entry.pid)
+                dead_here = entry.host == socket.gethostname() and not pid_alive(entry.pid)
                 if not (dead_here or age > self.stale_s):
                     continue
                 mine = JobEntry(**(asdict(entry) | {"session_id": session_id, "host": socket.gethostname(),

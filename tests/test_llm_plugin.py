@@ -65,16 +65,20 @@ def test_local_agent_runs_a_mini_task_end_to_end(run, pytester: pytest.Pytester,
     assert Path(record["artifact_dir"], "llm.jsonl").exists() and Path(record["artifact_dir"], "agent.log").exists()
 
 
-def test_an_aide_search_scores_its_best_node_and_saves_the_tree(run, pytester: pytest.Pytester,
-                                                               chat_server: ChatServer) -> None:
+def aide_answers(chat_server: ChatServer):
+    """Two drafts (WORK_S 0.45, then 0.5), then an improvement of the best to 0.32."""
     def respond(req: dict):
         script, text = prompt_script(req), req["messages"][1]["content"]
         if "## Your step: improve" in text:
             return answer(set_work(script, 0.32))
         drafts = sum("## Your step: a new" in r["messages"][1]["content"] for r in chat_server.chat_requests())
         return answer(set_work(script, 0.5) if drafts == 2 else set_work(script, 0.45))
+    return respond
 
-    chat_server.responder = respond
+
+def test_an_aide_search_scores_its_best_node_and_saves_the_tree(run, pytester: pytest.Pytester,
+                                                               chat_server: ChatServer) -> None:
+    chat_server.responder = aide_answers(chat_server)
     result = run("-k", "mini01", "--speedrun-scaffold=aide", "--speedrun-budget=3", "--speedrun-n0=2",
                  "--speedrun-p-debug=0")
     result.assert_outcomes(passed=1)
@@ -91,14 +95,7 @@ def test_an_aide_search_scores_its_best_node_and_saves_the_tree(run, pytester: p
 
 def test_resume_continues_an_interrupted_search_from_its_runs_and_answers(run, pytester: pytest.Pytester,
                                                                          chat_server: ChatServer) -> None:
-    def respond(req: dict):
-        script, text = prompt_script(req), req["messages"][1]["content"]
-        if "## Your step: improve" in text:
-            return answer(set_work(script, 0.32))
-        drafts = sum("## Your step: a new" in r["messages"][1]["content"] for r in chat_server.chat_requests())
-        return answer(set_work(script, 0.5) if drafts == 2 else set_work(script, 0.45))
-
-    chat_server.responder = respond
+    chat_server.responder = aide_answers(chat_server)
     args = ("-k", "mini01", "--speedrun-scaffold=aide", "--speedrun-budget=3", "--speedrun-n0=2",
             "--speedrun-p-debug=0")
     run(*args).assert_outcomes(passed=1)
