@@ -17,7 +17,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 
@@ -93,6 +93,9 @@ def fingerprint_id(fp: dict[str, str]) -> str:
 
 
 
+RETRY_RUNS = 3  # runs per record when a first measurement found the next record not faster
+
+
 @dataclass(frozen=True)
 class Calibrator:
     cache_dir: Path
@@ -166,6 +169,10 @@ class Calibrator:
             return Reference(task.start.train_time_ms, task.target.train_time_ms, "manifest",
                              start_steps=task.start.steps)
         t_start, t_target = float(start["train_time_ms"]), float(target["train_time_ms"])
+        if t_target >= t_start and measure_now and self.runs < RETRY_RUNS:
+            # Almost always a hiccup of a busy machine on a single run: measure both again, RETRY_RUNS runs each
+            # (medians), before calling the task unscorable here.
+            return replace(self, runs=RETRY_RUNS, force_before=time.time()).reference(task)
         if t_target >= t_start:
             raise CalibrationError(
                 f"task {task.id}: on this machine the target record took {t_target:.0f} ms, not less than the start "

@@ -61,6 +61,20 @@ def test_target_not_faster_here_is_reported(tmp_path: Path, calibrator: Calibrat
     task = load_task(write_suite(tmp_path, works=(0.1, 0.3)) / "mini01.toml")
     with pytest.raises(CalibrationError, match="not less than the start record"):
         calibrator.reference(task)
+    assert _runs(calibrator) == 6  # after measuring both records again, 3 runs each
+
+
+def test_a_one_off_slow_run_is_measured_again_before_the_task_is_unscorable(tmp_path: Path,
+                                                                           calibrator: Calibrator) -> None:
+    suite = write_suite(tmp_path, works=(0.6, 0.1))
+    target = suite / "records" / "record_2.py"
+    counter = tmp_path / "target-runs"
+    slow_first = (f"import os\nn = int(open({str(counter)!r}).read()) if os.path.exists({str(counter)!r}) else 0\n"
+                  f"open({str(counter)!r}, 'w').write(str(n + 1))\nWORK_S = 1.2 if n == 0 else 0.1\n")
+    target.write_text(target.read_text().replace("WORK_S = 0.1\n", slow_first))  # a hiccup on its first run
+    ref = calibrator.reference(load_task(suite / "mini01.toml"))
+    assert counter.read_text() == "4" and _runs(calibrator) == 6
+    assert 50 < ref.t_target_ms < 400 < ref.t_start_ms  # the medians of 3 runs each
 
 
 def test_fingerprint_depends_on_threads_and_process_count() -> None:
