@@ -3,8 +3,9 @@
     python benchmarks/slurm_overhead.py [--repeats 3] [--workers 2]
 
 Uses the Slurm cluster named by `SLURM_CONF` if `sinfo` answers, else starts the one-node test cluster of
-tests/slurmcluster.py (Debian's slurm-wlm + munge, as root). Calibration runs once, locally, before the
-measurement, so both sides score against the same reference times and run only the items' own training.
+tests/slurmcluster.py (Debian's slurm-wlm + munge, as root). Calibration runs once per launcher before the
+measurement (Slurm calibrations are keyed by the kind of job), so the measured runs do only the items' own
+training.
 Local and Slurm runs alternate (local, slurm, slurm, local, ...) so machine noise hits both alike.
 
 Prints per run: wall time, statuses, Slurm job ids; then the median wall of each side and their ratio, the
@@ -62,9 +63,11 @@ def main() -> int:
         base = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--rootdir={work}", "--speedrun-suite=tiny",
                 "--speedrun-agent=oracle", f"--speedrun-cache-dir={cache}", "-n", str(args.workers)]
         try:
-            calib = _run(base, work, env, tmp_path / "calibration")  # t_i and t_i+1 of every task, once
-            if calib["rc"] != 0:
-                sys.exit(f"calibration run failed:\n{calib['stdout'][-2000:]}")
+            # t_i and t_i+1 of every task, once per launcher: Slurm calibrations are keyed by the kind of job
+            for launcher in ("local", "slurm"):
+                calib = _run([*base, f"--speedrun-launcher={launcher}"], work, env, tmp_path / f"calib-{launcher}")
+                if calib["rc"] != 0:
+                    sys.exit(f"calibration run ({launcher}) failed:\n{calib['stdout'][-2000:]}")
             runs: dict[str, list[dict]] = {"local": [], "slurm": []}
             order = []
             for r in range(args.repeats):
