@@ -12,6 +12,13 @@ import pytest
 TESTS = Path(__file__).parent / "tests"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # pytest never asks pytest_ignore_collect about its initial paths, and without arguments those are the ini's
+    # testpaths (tests/): drop them, so only the suite's items are collected.
+    if config.getoption("speedrun_suite") and config.args_source == pytest.Config.ArgsSource.TESTPATHS:
+        config.args = []
+
+
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
     if collection_path == TESTS and config.getoption("speedrun_suite"):
         explicit = any(Path(a.split("::")[0]).resolve().is_relative_to(TESTS) for a in config.invocation_params.args

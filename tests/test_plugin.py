@@ -184,3 +184,20 @@ def test_a_shorter_user_timeout_caps_the_items_safety_net(run, pytester: pytest.
     (value,) = [float(ln.split()[1]) for ln in result.stdout.lines if ln.startswith("TIMEOUT")]
     outer = 3600 + 60 * 3 + 300  # agent timeout + the run and its two calibration runs + margin
     assert value == (outer if expected == "outer" else expected)
+
+
+def test_the_quickstart_main_job_collects_only_the_suite_in_this_repository() -> None:
+    """`pytest --speedrun-suite=tiny` from the repository root (the README's first line) must not also run the
+    unit tests that the ini's testpaths name; plain `pytest` still does."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+
+    def collected(*args: str) -> list[str]:
+        out = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *args],
+                             cwd=root, capture_output=True, text=True, timeout=300).stdout
+        return [ln for ln in out.splitlines() if "::" in ln]
+
+    assert collected("--speedrun-suite=tiny") == [f"speedrun/tiny/tiny0{k}.toml::tiny0{k}[h0-s0]" for k in (1, 2, 3, 4)]
+    assert any(ln.startswith("tests/") for ln in collected())
