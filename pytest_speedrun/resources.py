@@ -16,7 +16,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from filelock import FileLock
@@ -33,13 +33,28 @@ def usable_cores() -> list[int]:
         return list(range(os.cpu_count() or 1))
 
 
-def cpu_threads(workers: int | None = None, override: int | None = None) -> int:
-    """Threads per run: `override` if given, else the usable cores divided among the xdist workers."""
+def reserved_count(n_cores: int) -> int:
+    """Cores no timed run gets: they are left to pytest, the xdist workers, the pumps and the OS. One per eight
+    cores, at least one wherever there are two or more (a run that shares its core with the controller had
+    6-10% run-to-run CV on a 2-core machine; alone on its core, 0.8%)."""
+    return 0 if n_cores < 2 else max(1, n_cores // 8)
+
+
+def run_cores(cores: list[int] | None = None) -> list[int]:
+    """The cores timed runs are pinned to: the usable cores less the reserved ones (the lowest-numbered, where
+    interrupts and housekeeping tend to land)."""
+    cores = sorted(usable_cores() if cores is None else cores)
+    return cores[reserved_count(len(cores)):]
+
+
+def cpu_threads(workers: int | None = None, override: int | None = None, cores: list[int] | None = None) -> int:
+    """Threads per CPU run: `override` if given, else the run cores divided among the xdist workers (at least
+    one: with more workers than run cores, runs queue for cores rather than share them)."""
     if override is not None:
         return max(1, override)
     if workers is None:
         workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
-    return max(1, len(usable_cores()) // max(1, workers))
+    return max(1, len(run_cores(cores)) // max(1, workers))
 
 
 def parse_gpu_list(text: str, option: str = "--speedrun-gpus") -> list[str]:
@@ -83,17 +98,24 @@ class Lease:
     gpus: tuple[str, ...]
     cores: tuple[int, ...]
     token: str = ""
+    waited_s: float = 0.0  # how long the run queued for these devices (other runs held them)
 
     @property
     def slot(self) -> str:
         body = "-".join(self.gpus) if self.gpus else "cpu" + "-".join(map(str, self.cores))
         return re.sub(r"[^A-Za-z0-9_.-]", "_", body)[:100]
 
+    @property
+    def threads(self) -> int:
+        """CPU threads per process: a CPU run uses all its cores; each process of a GPU run feeds one GPU from
+        that GPU's share of the cores."""
+        return max(1, len(self.cores) // max(1, len(self.gpus)))
+
     def env(self, cache_root: Path | None = None) -> dict[str, str]:
         env: dict[str, str] = {}
         if self.cores:
             for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-                env[var] = str(len(self.cores))
+                env[var] = str(self.threads)
         if self.gpus:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(self.gpus)
         if cache_root is not None:
@@ -133,9 +155,14 @@ class LeasePool:
         tmp.write_text(json.dumps(state, sort_keys=True))
         os.replace(tmp, self._state)
 
+    def cores_per_gpu(self) -> int:
+        """Each GPU has its own slice of the pool's cores, for the process that feeds it."""
+        return max(1, len(self.cores) // max(1, len(self.gpus)))
+
     def try_acquire(self, n_gpus: int, n_cores: int) -> Lease | None:
-        """All-or-nothing. GPU runs hold their GPUs exclusively; their cores are a share, not a lock (the CPU only
-        feeds the GPUs, and a machine may have fewer cores than GPU slots). CPU-only runs hold their cores."""
+        """All-or-nothing. GPU runs hold their GPUs exclusively and get each GPU's own slice of cores (`n_cores`
+        is not used for them): GPUs are leased whole, so two runs never share a slice, unless the machine has
+        fewer cores than GPUs. CPU-only runs hold `n_cores` cores no other run holds."""
         token = f"{os.getpid()}:{time.monotonic_ns()}"
         with self._lock:
             state = self._read()
@@ -145,8 +172,9 @@ class LeasePool:
                 return None
             gpus = tuple(free_g[:n_gpus])
             if n_gpus:
-                first = self.gpus.index(gpus[0]) * n_cores
-                cores = tuple(self.cores[(first + k) % len(self.cores)] for k in range(n_cores))
+                per = self.cores_per_gpu()
+                cores = tuple(dict.fromkeys(self.cores[(self.gpus.index(g) * per + k) % len(self.cores)]
+                                            for g in gpus for k in range(per)))
             else:
                 cores = tuple(free_c[:n_cores])
             lease = Lease(gpus=gpus, cores=cores, token=token)
@@ -177,14 +205,19 @@ class LeasePool:
             raise MissingInput(f"needs {n_gpus} GPU(s), this machine offers {len(self.gpus)} "
                                f"({', '.join(self.gpus) or 'none'}); use a node with more GPUs or --speedrun-nproc")
         n_cores = min(n_cores, len(self.cores))
+        asked = time.monotonic()
         lease = self.try_acquire(n_gpus, n_cores)
         waited = False
         while lease is None:
             if not waited and self.on_wait is not None:
                 self.on_wait(f"{who} waiting for {n_gpus} GPU(s) and {n_cores} core(s)")
-                waited = True
+            waited = True
             time.sleep(self.poll_s)
             lease = self.try_acquire(n_gpus, n_cores)
+        if waited:
+            self._held.remove(lease)
+            lease = replace(lease, waited_s=time.monotonic() - asked)
+            self._held.append(lease)
         try:
             yield lease
         finally:

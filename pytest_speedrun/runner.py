@@ -9,8 +9,8 @@ holding a GPU or a port.
 
 from __future__ import annotations
 
+import json
 import os
-import resource
 import signal
 import subprocess
 import sys
@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from . import pump
 from .errors import RunError
 
 # Variables a training run may inherit from the user's environment. Everything else (API keys included)
@@ -128,20 +129,6 @@ def kill_session(session_id: str) -> int:
     return len(pids)
 
 
-def _preexec(spec: RunSpec) -> Callable[[], None] | None:
-    """Limits applied in the child between fork and exec: address space and CPU affinity."""
-    if not spec.max_memory_bytes and not spec.cpu_affinity:
-        return None
-    limit, cores = spec.max_memory_bytes, spec.cpu_affinity
-
-    def apply() -> None:
-        if limit:
-            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-        if cores and hasattr(os, "sched_setaffinity"):
-            os.sched_setaffinity(0, cores)
-    return apply
-
-
 def _marked_pids(marker: str, var: str = RUN_MARKER) -> list[int]:
     """PIDs whose environment carries `var=marker` (Linux /proc; empty elsewhere)."""
     needle = f"{var}={marker}".encode()
@@ -184,21 +171,58 @@ def kill_run(pgid: int, marker: str | None = None, proc: subprocess.Popen | None
                 pass
 
 
+def timeline_path(log_path: Path) -> Path:
+    """Where the pump writes the arrival time (and log offset) of each output line of a run."""
+    return log_path.with_suffix(".timeline")
+
+
+def cpu_stats_path(log_path: Path) -> Path:
+    """Where the pump writes the run's CPU time and run-queue delay."""
+    return log_path.with_suffix(".cpu.json")
+
+
+def pump_command(cmd: list[str], log_path: Path, marker: str, parent: int, cores: tuple[int, ...] = (),
+                 max_memory_bytes: int | None = None) -> list[str]:
+    """`cmd` under the pump (see pump.py), run by this interpreter: it needs only the standard library. The
+    pump ends the run when `parent` dies."""
+    for stale in (timeline_path(log_path), cpu_stats_path(log_path)):
+        stale.unlink(missing_ok=True)
+    out = [sys.executable, str(Path(pump.__file__)), "--log", str(log_path), "--timeline",
+           str(timeline_path(log_path)), "--stats", str(cpu_stats_path(log_path)), "--parent", str(parent),
+           "--marker", marker]
+    if cores:
+        out += ["--cores", ",".join(map(str, cores))]
+    if max_memory_bytes:
+        out += ["--max-memory", str(max_memory_bytes)]
+    return [*out, "--", *cmd]
+
+
+def read_cpu_stats(log_path: Path) -> dict[str, float]:
+    """The pump's CPU accounting of a run ({} when absent: an older run, or a pump that was killed)."""
+    try:
+        data = json.loads(cpu_stats_path(log_path).read_text())
+        return {k: float(v) for k, v in data.items()}
+    except (OSError, ValueError, TypeError, AttributeError):
+        return {}
+
+
 def run(spec: RunSpec) -> RunOutcome:
-    """Run `spec` to completion or timeout; stdout and stderr go to `spec.log_path`."""
+    """Run `spec` to completion or timeout; stdout and stderr go to `spec.log_path`, line arrival times to its
+    timeline. The run goes under the pump, which also ends it if this process dies."""
     check_launcher(spec)
     cmd = command_for(spec)
     marker = uuid.uuid4().hex
     env = dict(spec.env, **{RUN_MARKER: marker})
     spec.log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(spec.log_path, "ab") as log:
+    pumped = pump_command(cmd, spec.log_path, marker, os.getpid(), spec.cpu_affinity, spec.max_memory_bytes)
+    with open(spec.log_path, "ab") as log:  # the pump's own errors, if any, land in the run's log too
         start = time.perf_counter()
         try:
-            proc = subprocess.Popen(cmd, cwd=spec.workdir, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                    stderr=subprocess.STDOUT, start_new_session=True,
-                                    preexec_fn=_preexec(spec))
+            proc = subprocess.Popen(pumped, cwd=spec.workdir, env=env,
+                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
         except OSError as exc:
-            raise RunError(f"cannot start {cmd[0]!r}: {exc.strerror}; check --speedrun-python") from None
+            raise RunError(f"cannot start {sys.executable!r}: {exc.strerror}") from None
         timed_out = False
         try:
             deadline = start + spec.timeout_s
@@ -218,7 +242,11 @@ def run(spec: RunSpec) -> RunOutcome:
             wall = time.perf_counter() - start
             kill_run(proc.pid, marker, proc)
             proc.wait()
-    return RunOutcome(exit_code=None if timed_out else proc.returncode, wall_s=wall, log_path=spec.log_path,
+    rc = proc.returncode
+    if rc == pump.CANNOT_START:
+        raise RunError(f"cannot start {cmd[0]!r}: {tail(spec.log_path, 1).removeprefix('pump: ')}; "
+                       "check --speedrun-python")
+    return RunOutcome(exit_code=None if timed_out else rc, wall_s=wall, log_path=spec.log_path,
                       timed_out=timed_out, command=tuple(cmd))
 
 

@@ -35,7 +35,7 @@ from .harness import (
 from .hints import regime_label, with_external_hints
 from .integrity import PASSED
 from .replay import find_interrupted
-from .resources import LeasePool, cpu_threads, discover_gpus, no_lease, usable_cores
+from .resources import LeasePool, cpu_threads, discover_gpus, no_lease, run_cores
 from .results import append_record, find_completed, item_dir, new_session_id
 from .runner import kill_session
 from .runner import run as runner_run
@@ -75,7 +75,7 @@ class SpeedrunSession:
                  owner: bool = True) -> None:
         self.settings, self.agent, self.info, self.owner = settings, agent, info, owner
         self.workers = max(1, workers)
-        self.pool = LeasePool(Path(info.pool_dir), gpus=list(info.gpus), cores=usable_cores())
+        self.pool = LeasePool(Path(info.pool_dir), gpus=list(info.gpus), cores=run_cores())
         self._slurm: SlurmLauncher | None = None
 
     def launcher(self):

@@ -31,7 +31,17 @@ from pathlib import Path
 from filelock import FileLock
 
 from .errors import RunError, UsageError
-from .runner import SESSION_MARKER, RunOutcome, RunSpec, command_for, kill_run
+from .runner import (
+    RUN_MARKER,
+    SESSION_MARKER,
+    RunOutcome,
+    RunSpec,
+    command_for,
+    cpu_stats_path,
+    kill_run,
+    pump_command,
+    timeline_path,
+)
 from .slurm_ledger import JobLedger, run_key
 
 MARGIN_S = 300  # the Slurm time limit is the task timeout plus this
@@ -78,12 +88,14 @@ def node_env(env: dict[str, str], node: dict[str, str]) -> dict[str, str]:
 
 
 def _job(cmd: list[str], cwd: str, env: dict[str, str], log_path: str, timeout_s: float) -> dict:
-    """What runs on the Slurm node: the command in its own process group, output appended to the shared log."""
+    """What runs on the Slurm node: the command under the pump in its own process group, output appended to the
+    shared log, line arrival times taken here on the node (so the timeline is as exact as a local run's)."""
     started_at = time.time()
     env = node_env(env, dict(os.environ))
     start = time.perf_counter()
+    pumped = pump_command(cmd, Path(log_path), env.get(RUN_MARKER, ""), os.getpid())
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log,
+        proc = subprocess.Popen(pumped, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         timed_out = False
         try:
@@ -286,7 +298,11 @@ class SlurmLauncher:
                 break
             result = job.result() if state == "COMPLETED" else None
             if reattached_from is not None and entry is not None and Path(entry.log_path) != spec.log_path:
-                shutil.copyfile(entry.log_path, spec.log_path)  # the harness parses this run's own log file
+                for src, dst in ((Path(entry.log_path), spec.log_path),  # the harness reads this run's own files
+                                 (timeline_path(Path(entry.log_path)), timeline_path(spec.log_path)),
+                                 (cpu_stats_path(Path(entry.log_path)), cpu_stats_path(spec.log_path))):
+                    if src.exists():
+                        shutil.copyfile(src, dst)
             record |= {"state": state}
             if result is not None:  # submit-to-start latency: the launcher's own overhead per job
                 record |= {"started": result["started_at"], "latency_s": round(result["started_at"] - submitted, 3),

@@ -11,7 +11,7 @@ import pytest
 
 from fakes import manifest
 from pytest_speedrun.errors import MissingInput
-from pytest_speedrun.resources import LeasePool, cpu_threads, discover_gpus
+from pytest_speedrun.resources import LeasePool, cpu_threads, discover_gpus, reserved_count, run_cores
 
 pytest_plugins = ["pytester"]
 
@@ -38,7 +38,7 @@ def test_discovery_prefers_override_then_cuda_visible_devices_then_nvidia_smi(tm
 def test_gpu_leases_are_disjoint_all_or_nothing_and_released(tmp_path: Path) -> None:
     pool = LeasePool(tmp_path / "pool", gpus=["a", "b", "c"], cores=[0, 1])
     first = pool.try_acquire(2, 1)
-    assert first is not None and first.gpus == ("a", "b") and len(first.cores) == 1
+    assert first is not None and first.gpus == ("a", "b") and first.cores == (0, 1)  # each GPU's own core
     assert pool.try_acquire(2, 1) is None  # only one GPU left: nothing is taken
     other = LeasePool(tmp_path / "pool", gpus=["a", "b", "c"], cores=[0, 1])  # another worker, same pool
     second = other.try_acquire(1, 1)
@@ -81,7 +81,8 @@ def test_lease_env_sets_devices_threads_and_per_lease_caches(tmp_path: Path) -> 
     pool = LeasePool(tmp_path / "pool", gpus=["GPU-1", "GPU-2"], cores=[0, 1])
     with pool.lease(2, 2) as lease:
         env = lease.env(tmp_path / "cc")
-    assert env["CUDA_VISIBLE_DEVICES"] == "GPU-1,GPU-2" and env["OMP_NUM_THREADS"] == "2"
+    # Each of the run's two processes feeds one GPU from that GPU's core: one thread each, not two.
+    assert env["CUDA_VISIBLE_DEVICES"] == "GPU-1,GPU-2" and env["OMP_NUM_THREADS"] == "1"
     assert env["TORCHINDUCTOR_CACHE_DIR"].endswith("inductor/GPU-1-GPU-2")
     assert env["TRITON_CACHE_DIR"].endswith("triton/GPU-1-GPU-2")
 
@@ -89,6 +90,36 @@ def test_lease_env_sets_devices_threads_and_per_lease_caches(tmp_path: Path) -> 
 def test_cpu_threads_split_cores_among_workers() -> None:
     assert cpu_threads(override=3) == 3
     assert cpu_threads(workers=10_000) == 1
+
+
+def test_runs_leave_cores_to_the_controller_and_the_os() -> None:
+    assert [reserved_count(n) for n in (1, 2, 4, 8, 16, 64)] == [0, 1, 1, 1, 2, 8]
+    assert run_cores([0, 1]) == [1]  # the 2-core machine: runs on core 1, pytest and the OS on core 0
+    assert run_cores([0]) == [0]
+    assert run_cores(list(range(16))) == list(range(2, 16))
+    # 2 cores: one 1-thread run at a time, whatever -n says (the others queue for the core)
+    assert cpu_threads(workers=1, cores=[0, 1]) == cpu_threads(workers=2, cores=[0, 1]) == 1
+    assert cpu_threads(workers=2, cores=list(range(16))) == 7
+
+
+def test_gpu_runs_get_disjoint_pinned_cores_per_gpu(tmp_path: Path) -> None:
+    pool = LeasePool(tmp_path / "pool", gpus=[str(g) for g in range(4)], cores=list(range(2, 10)))
+    a, b = pool.try_acquire(2, 0), pool.try_acquire(1, 0)
+    assert a is not None and b is not None
+    assert a.cores == (2, 3, 4, 5) and b.cores == (6, 7) and a.threads == b.threads == 2
+
+
+def test_a_lease_that_queued_says_how_long(tmp_path: Path) -> None:
+    import threading
+
+    pool = LeasePool(tmp_path / "pool", gpus=[], cores=[1], poll_s=0.01)
+    first = pool.try_acquire(0, 1)
+    assert first is not None
+    threading.Timer(0.3, pool.release, args=(first,)).start()
+    with pool.lease(0, 1) as second:
+        assert second.waited_s >= 0.25
+    with pool.lease(0, 1) as third:
+        assert third.waited_s == 0.0
 
 
 # --- through pytest ---------------------------------------------------------------------------------------
