@@ -32,11 +32,32 @@ def _fetch_records(args: argparse.Namespace) -> int:
     from .tasks import find_suite, load_suite
 
     cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
-    refs = script_refs(load_suite(find_suite(args.suite)))
-    for ref in refs:
-        got = fetch_script(ref, cache, base=args.base)
-        print(f"{'downloaded' if got.downloaded else 'cached    '} {got.path}  ({ref.url})")
-    print(f"{len(refs)} pinned script(s) verified in {cache / 'records'}")
+    suites = args.suite or ["nanogpt"]
+    if args.from_dir:
+        return _import_records(Path(args.from_dir), suites, cache)
+    for suite in suites:
+        refs = script_refs(load_suite(find_suite(suite)))
+        for ref in refs:
+            got = fetch_script(ref, cache, base=args.base)
+            print(f"{'downloaded' if got.downloaded else 'cached    '} {got.path}  ({ref.url})")
+        print(f"{len(refs)} pinned script(s) verified in {cache / 'records'} (suite {suite})")
+    return 0
+
+
+def _import_records(root: Path, suites: list[str], cache: Path) -> int:
+    """`fetch records --from DIR`: one walk of the tree for every requested suite's pins."""
+    from .record_import import import_records, report_lines, require_complete, suite_pins, walk_lines
+    from .tasks import find_suite, load_suite
+
+    per_suite = {suite: load_suite(find_suite(suite)) for suite in suites}
+    result = import_records(root, suite_pins([t for tasks in per_suite.values() for t in tasks]), cache)
+    for suite, tasks in per_suite.items():
+        print(f"suite {suite}:")
+        print("\n".join("  " + line for line in report_lines(tasks, result)))
+    print("\n".join(walk_lines(result)))
+    print(f"cache: {cache / 'records'}")
+    for suite, tasks in per_suite.items():
+        require_complete(suite, tasks, root, result)
     return 0
 
 
@@ -95,8 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_parse_log)
     fetch = sub.add_parser("fetch", help="download pinned inputs (record scripts, FineWeb shards)")
     fsub = fetch.add_subparsers(dest="what", required=True)
-    p = fsub.add_parser("records", help="download and verify the suite's pinned record scripts into the cache")
-    p.add_argument("--suite", default="nanogpt", help="suite whose scripts to fetch (default: nanogpt)")
+    p = fsub.add_parser("records", help="download (or import with --from) the suite's pinned record scripts into "
+                        "the cache, verified by sha256")
+    p.add_argument("--suite", action="append", help="suite whose scripts to fetch; repeatable (default: nanogpt)")
+    p.add_argument("--from", dest="from_dir", metavar="DIR",
+                   help="offline: import every file under DIR whose sha256 matches a pin (a clone, a copied folder, "
+                        "a USB stick); exits non-zero naming what is missing")
     p.add_argument("--cache-dir", help="cache directory (default: $PYTEST_SPEEDRUN_CACHE or the user cache dir)")
     p.add_argument("--base", help="mirror URL replacing https://raw.githubusercontent.com/")
     p.set_defaults(func=_fetch_records)
