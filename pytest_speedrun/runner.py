@@ -97,9 +97,15 @@ def contract_env(
     return env
 
 
+def uses_torchrun(spec: RunSpec) -> bool:
+    """Several processes, or any run on GPUs: the NanoGPT records read RANK, LOCAL_RANK and WORLD_SIZE from
+    torchrun's environment even on one GPU (plain `python` makes them fail with KeyError: 'RANK')."""
+    return spec.nproc > 1 or spec.gpus > 0
+
+
 def command_for(spec: RunSpec) -> list[str]:
-    """`python script` for one process; `torchrun --standalone --nproc_per_node=N script` for several."""
-    if spec.nproc == 1:
+    """`python script` for one CPU process; `torchrun --standalone --nproc_per_node=N script` otherwise."""
+    if not uses_torchrun(spec):
         return [*spec.prefix, spec.python, str(spec.script), *spec.extra_args]
     return [*spec.prefix, spec.python, "-m", "torch.distributed.run", "--standalone",
             f"--nproc_per_node={spec.nproc}", str(spec.script), *spec.extra_args]
@@ -113,9 +119,10 @@ def _has_torchrun(python: str) -> bool:
 
 def check_launcher(spec: RunSpec) -> None:
     """Fail early, in one line, when a multi-process run cannot find torchrun in the run's interpreter."""
-    if spec.nproc > 1 and not _has_torchrun(spec.python):
+    if uses_torchrun(spec) and not _has_torchrun(spec.python):
         raise RunError(f"torchrun is not available to {spec.python} (import torch.distributed.run failed); "
-                       f"install torch there or set --speedrun-python; nproc_per_node={spec.nproc} needs it")
+                       f"install torch there or set --speedrun-python; nproc_per_node={spec.nproc} on "
+                       f"{spec.gpus} GPU(s) needs it")
 
 
 def kill_session(session_id: str) -> int:
