@@ -17,8 +17,9 @@ from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-from . import __version__, integrity, metrics, replay, results, runner, stats
+from . import __version__, integrity, metrics, replay, results, runner, stats, timeline
 from .agents.base import Agent, AgentContext, NodeResult
+from .answers import task_answer_holders
 from .contract import contract_reasons
 from .data import Dataset
 from .dataguard import DataGuard, full_sha256
@@ -42,6 +43,15 @@ class Execution:
     outcome: runner.RunOutcome
     metrics: metrics.Metrics | None
     verdict: Verdict
+    timeline: timeline.Timeline | None = None  # the harness's own clock of the run (None: no timeline file)
+    cpu: dict[str, float] = field(default_factory=dict)  # the pump's accounting: cpu_s, wait_s, wall_s
+    queued_s: float = 0.0  # how long the run waited for its cores/GPUs
+
+    @property
+    def contention(self) -> float:
+        """The fraction of its wall time the run was ready to compute but waited for a CPU another process held."""
+        wall = self.cpu.get("wall_s") or self.outcome.wall_s
+        return self.cpu.get("wait_s", 0.0) / wall if wall else 0.0
 
 
 @dataclass(frozen=True)
@@ -84,12 +94,13 @@ def execute_script(script: Path, task: Task, settings: RunSettings, seed: int, l
         spec = runner.RunSpec(script=script, workdir=script.parent, log_path=log_path, env=env, timeout_s=timeout,
                               nproc=settings.nproc or task.launch.nproc_per_node, python=settings.python,
                               prefix=tuple(settings.sandbox.prefix(
-                                  script.parent, (settings.dataset.root, Path(settings.python).parent.parent))),
+                                  script.parent, (settings.dataset.root, Path(settings.python).parent.parent),
+                                  masked=task_answer_holders(task))),
                               max_memory_bytes=settings.max_memory_bytes, cpu_affinity=lease.cores,
                               gpus=len(lease.gpus) if settings.gpus is None else settings.gpus,
                               on_progress=_progress_reporter(settings.progress, log_path))
         outcome = settings.launch(spec)
-    return judge_execution(outcome, script, task, timeout)
+    return replace(judge_execution(outcome, script, task, timeout), queued_s=round(lease.waited_s, 3))
 
 
 def judge_execution(outcome: runner.RunOutcome, script: Path, task: Task, timeout: float) -> Execution:
@@ -100,7 +111,9 @@ def judge_execution(outcome: runner.RunOutcome, script: Path, task: Task, timeou
     except MetricsError as exc:
         error = str(exc)
     return Execution(outcome=outcome, metrics=parsed,
-                     verdict=integrity.judge(outcome, parsed, error, task.target_val_loss, timeout))
+                     verdict=integrity.judge(outcome, parsed, error, task.target_val_loss, timeout),
+                     timeline=timeline.of_run(outcome.log_path, runner.timeline_path(outcome.log_path), script),
+                     cpu=runner.read_cpu_stats(outcome.log_path))
 
 
 def _execute_or_reuse(memo: RunMemo, script: Path, task: Task, settings: RunSettings, seed: int,
@@ -288,7 +301,7 @@ def run_item(req: ItemRequest) -> ItemResult:
     nodes = NodeRunner(req, start_text, guard, memo)
     ctx = AgentContext(task=task, workspace=workspace, script_path=script, hints=hints, hint_levels=req.regime,
                        seed=req.seed, artifacts_dir=art, timeout_s=req.agent_timeout_s, execute=nodes,
-                       resume_from=req.resume_from)
+                       resume_from=req.resume_from, sandbox=req.settings.sandbox)
     try:
         solution = req.agent.solve(ctx)
     except AgentError as exc:

@@ -9,7 +9,8 @@ standard library: it also runs on Slurm nodes and must start in milliseconds). I
   that line (seconds since the command started) and the line's byte offset in the log, so the harness has a
   clock of its own that the script cannot touch (see timeline.py);
 * samples the run-queue delay of every thread of the run (`/proc/<pid>/task/<tid>/schedstat`): the time the run
-  was ready to compute but waited for a CPU held by someone else. It is written to the stats file at the end;
+  was ready to compute but waited for a CPU held by someone else; and, from /proc/stat, how busy the other cores
+  were and how much time the hypervisor stole from the run's cores. All of it goes to the stats file at the end;
 * watches its parent, the pytest process that started it. When the parent dies (its terminal closed, SIGKILL,
   OOM), the run dies too: SIGTERM to the group, a short grace, then SIGKILL to the group and to any process
   that escaped it (found by the run marker in its environment). A run never outlives its session.
@@ -81,6 +82,46 @@ class Accounting:
     def totals(self) -> dict[str, float]:
         return {"cpu_s": sum(c for c, _ in self.threads.values()) / 1e9,
                 "wait_s": sum(w for _, w in self.threads.values()) / 1e9}
+
+
+def cpu_times() -> dict[int, tuple[float, float, float]]:
+    """Per CPU, seconds since boot of (busy, idle, steal) from /proc/stat. Busy includes steal: time the
+    hypervisor gave this virtual CPU's host core to someone else."""
+    out = {}
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            for line in f:
+                name, *vals = line.split()
+                if name.startswith("cpu") and name != "cpu":
+                    v = [int(x) for x in vals[:8]] + [0] * (8 - len(vals[:8]))
+                    idle = v[3] + v[4]
+                    out[int(name[3:])] = ((sum(v) - idle) / tick, idle / tick, v[7] / tick)
+    except (OSError, ValueError):
+        pass
+    return out
+
+
+def machine_load(before: dict, after: dict, cores: list[int]) -> dict[str, float]:
+    """What else the machine did while the run ran: the busy fraction of the cores the run was not pinned to
+    (other work there slows a pinned run through shared caches, memory and, on a VM, the host), and the steal
+    fraction of the run's own cores."""
+    def frac(cpus: list[int], part: int) -> float | None:
+        used = total = 0.0
+        for c in cpus:
+            if c in before and c in after:
+                b, a = before[c], after[c]
+                dt = (a[0] - b[0]) + (a[1] - b[1])
+                used += a[part] - b[part] if part != 1 else 0.0
+                total += dt
+        return used / total if total > 0 else None
+    others = [c for c in after if c not in cores] if cores else []
+    load = {}
+    if (busy := frac(others, 0)) is not None:
+        load["others_busy"] = busy
+    if (steal := frac(cores or list(after), 2)) is not None:
+        load["steal"] = steal
+    return load
 
 
 def _marked(marker: str) -> list[int]:
@@ -168,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         threading.Thread(target=_watch_parent, args=(args.parent, args.marker, stop), daemon=True).start()
     start = time.monotonic()
+    cpus_before = cpu_times()
     try:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 preexec_fn=_preexec(cores, args.max_memory))
@@ -190,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     reader.join(timeout=LINGER_S)
     acct.sample()
     stop.set()
-    stats = {"wall_s": time.monotonic() - start, **acct.totals(), "threads": len(acct.threads)}
+    stats = {"wall_s": time.monotonic() - start, **acct.totals(), "threads": len(acct.threads),
+             **machine_load(cpus_before, cpu_times(), cores)}
     tmp = args.stats.with_suffix(args.stats.suffix + ".tmp")
     tmp.write_text(json.dumps(stats, sort_keys=True) + "\n")
     os.replace(tmp, args.stats)

@@ -90,6 +90,9 @@ class RunMemo:
     def restore(source: Path, log_path: Path) -> RunOutcome:
         """Copy the earlier run's log (and Slurm record) to `log_path`; return how that run ended."""
         shutil.copyfile(source / "run.log", log_path)
+        for name in ("run.timeline", "run.cpu.json"):  # the harness's clock and CPU accounting of that run
+            if (source / name).exists():
+                shutil.copyfile(source / name, log_path.parent / (log_path.stem + Path(name).suffix))
         if (source / "run.slurm.json").exists():
             shutil.copyfile(source / "run.slurm.json", log_path.with_suffix(".slurm.json"))
         return load_outcome(source, log_path)

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from ..sandbox import Sandbox
 from ..tasks import Task
 
 
@@ -32,6 +33,7 @@ class NodeResult:
     kind: str = ""  # buggy | improved | unimproved (as in the paper's node-type breakdown)
     slurm_job_id: str | None = None  # --speedrun-launcher=slurm: the job that ran this node
     reused_from: str | None = None  # --speedrun-resume: the interrupted attempt's node whose run this reuses
+    train_time_observed_ms: float | None = None  # the harness's own clock of the training steps (timeline.py)
 
     @property
     def valid(self) -> bool:
@@ -61,6 +63,7 @@ class AgentContext:
     timeout_s: float
     execute: Executor | None = None  # runs a candidate under the harness; search scaffolds call it per node
     resume_from: Path | None = None  # an interrupted attempt of this item (LLM agents replay its answers)
+    sandbox: Sandbox = Sandbox("none", True)  # the session's isolation, for agents that start processes
 
     @property
     def start_script(self) -> str:
