@@ -84,6 +84,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="let implausible results pass (the reasons are still reported)")
     g.addoption("--speedrun-sandbox", default="none", metavar="none|netns|bwrap",
                 help="isolate training runs: no network (netns), plus a read-only file system (bwrap)")
+    g.addoption("--speedrun-agent-network", action="store_true", default=None,
+                help="let command: agents reach the network inside the sandbox (an agent that calls an API); "
+                "ini speedrun_agent_network")
     g.addoption("--speedrun-max-memory", metavar="SIZE", help="address-space limit per run process, e.g. 32G")
     g.addoption("--speedrun-gpus", metavar="IDS", help="GPU ids to use, e.g. 0,1,2,3 (default: CUDA_VISIBLE_DEVICES, "
                 "else nvidia-smi -L)")
@@ -98,6 +101,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("speedrun_suites", type="linelist", default=[],
                   help="suites collected when --speedrun-suite is not given")
     parser.addini("speedrun_agent", default="", help="default --speedrun-agent")
+    parser.addini("speedrun_agent_network", type="bool", default=False, help="default --speedrun-agent-network")
     parser.addini("speedrun_launcher", default="local", help="default --speedrun-launcher")
     for key, what in (("partition", "Slurm partition"), ("account", "Slurm account"), ("qos", "Slurm QOS"),
                       ("gpus_per_node", "GPUs per job (default: the run's nproc on GPU tasks)"),
@@ -194,6 +198,7 @@ def pytest_configure(config: pytest.Config) -> None:
             cumulative=opt.speedrun_cumulative, hints_dir=_path(opt.speedrun_hints_dir, cwd),
             smoke=opt.speedrun_smoke, launcher=opt.speedrun_launcher or config.getini("speedrun_launcher"),
             slurm=_slurm_config(config, cwd),
+            agent_network=bool(opt.speedrun_agent_network or config.getini("speedrun_agent_network")),
         )
         agent = _make_agent(config, settings.agent, settings.cache_dir) if settings.agent else None
     except SpeedrunError as exc:
@@ -529,6 +534,13 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     for line in report.summary_lines(rows):
         terminalreporter.write_line(line)
     session = config.stash[STATE].session
+    agent = session.agent
+    if agent is not None and not getattr(agent, "trusted", False):  # baseline and oracle need no answers hidden
+        # Agents that start processes (command: and its presets) say whether they need the network.
+        networked = hasattr(agent, "needs_network") and (agent.needs_network or session.settings.agent_network)
+        exposure = probe_sandbox(session.settings.sandbox).exposure(networked)
+        if exposure:
+            terminalreporter.write_line(exposure)
     logs = sorted((session.settings.results_dir / session.info.session_id).glob("progress-*.log"))
     if logs:
         terminalreporter.write_line("live progress per worker: " + ", ".join(str(p) for p in logs))

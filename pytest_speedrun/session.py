@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from .agents.base import Agent
+from .answers import session_answer_holders
 from .calibrate import Calibrator
 from .data import Dataset, ensure_tiny_dataset, fineweb_dataset
 from .errors import AgentError, MissingInput
@@ -127,7 +128,8 @@ class SpeedrunSession:
         s = self.settings
         return RunSettings(
             dataset=dataset or self.dataset(task), threads=cores, python=s.python, timeout_s=s.timeout_s, nproc=s.nproc,
-            sandbox=probe_sandbox(s.sandbox), max_memory_bytes=s.max_memory_bytes,
+            sandbox=probe_sandbox(s.sandbox).configured(session_answer_holders(s), s.agent_network),
+            max_memory_bytes=s.max_memory_bytes,
             lease=no_lease if slurm else (lambda: self.pool.lease(gpus, cores, who=who)),
             compile_cache=s.cache_dir / "compile", session_id=self.info.session_id, progress=progress,
             launch=self.launcher(), gpus=gpus if slurm else None,

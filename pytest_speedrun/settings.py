@@ -46,6 +46,7 @@ class Settings:
     data_dir: Path | None = None
     allow_suspicious: bool = False
     sandbox: str = "none"
+    agent_network: bool = False  # command: agents keep the network inside the sandbox (they call an API)
     max_memory_bytes: int | None = None
     nproc: int | None = None
     gpus: str | None = None
@@ -86,6 +87,7 @@ def build_settings(
     allow_suspicious: bool = False, sandbox: str = "none", max_memory: str | None = None, nproc: int | None = None,
     gpus: str | None = None, resume: bool = False, repeats: int = 1, cumulative: bool = False,
     hints_dir: Path | None = None, smoke: bool = False, launcher: str = "local", slurm: SlurmConfig | None = None,
+    agent_network: bool = False,
 ) -> Settings:
     """Validate option values; raise UsageError naming the option on the first bad one."""
     _positive("--speedrun-seeds", seeds)
@@ -115,7 +117,7 @@ def build_settings(
         threads=threads, python=python or sys.executable, data_dir=data_dir, allow_suspicious=allow_suspicious,
         sandbox=sandbox, max_memory_bytes=parse_memory(max_memory) if max_memory else None, nproc=nproc,
         gpus=gpus, resume=resume, repeats=repeats, cumulative=cumulative, hints_dir=hints_dir, smoke=smoke,
-        launcher=launcher, slurm=slurm,
+        launcher=launcher, slurm=slurm, agent_network=agent_network,
     )
 
 

@@ -13,28 +13,77 @@ variables set (documented in the README):
 
 Its stdout and stderr are saved as the transcript (`agent.log`). A non-zero exit, a timeout or a missing
 script afterwards is an AgentError (status `agent-error`).
+
+When the harness holds the item's lease for the agent (`ctx.resources`), the program gets its variables
+(CUDA_VISIBLE_DEVICES, OMP_NUM_THREADS, the data contract) and is pinned to its cores, so training it starts
+itself stays on the item's devices. Subclasses (the coding-agent presets, coding.py) build the command, extra
+variables and a stdin file per item through `invocation(ctx)`.
+
+With `--speedrun-sandbox`, the program runs in the session's sandbox (`ctx.sandbox`): with bwrap it sees the
+file system read-only, its workspace read-write, and none of the answer holders (answers.py). It gets the
+network only when it needs one: an agent that calls an API says so with `needs_network` (the coding-agent
+presets do), and `--speedrun-agent-network` grants it to any `command:` agent.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
 
+from ..answers import task_answer_holders
 from ..errors import AgentError, UsageError
 from ..hints import regime_label
 from ..runner import kill_run
 from .base import AgentContext, Solution
 
 
+@dataclass(frozen=True)
+class Invocation:
+    """What runs for one item: the shell command, variables added to its environment, and a file for its stdin
+    (None: /dev/null)."""
+
+    command: str
+    env: dict[str, str] = field(default_factory=dict)
+    stdin: Path | None = None
+
+
+def _pin(cores: tuple[int, ...]) -> Callable[[], None] | None:
+    """Pin the program (and so everything it starts) to the lease's cores, between fork and exec."""
+    if not cores or not hasattr(os, "sched_setaffinity"):
+        return None
+    return lambda: os.sched_setaffinity(0, cores)
+
+
 class CommandAgent:
-    def __init__(self, command: str) -> None:
+    needs_network = False  # True for an agent that must reach an API; the sandbox then keeps the host network
+
+    def __init__(self, command: str, *, needs_network: bool | None = None, writable: Iterable[Path] = ()) -> None:
+        """`writable`: paths outside the workspace the program must write (its own state, e.g. a config
+        directory), read-write in the sandbox."""
         if not command.strip():
             raise UsageError("--speedrun-agent=command: needs a shell command after the colon, e.g. command:./my-agent")
         self.command = command
         self.name = f"command:{command}"
+        if needs_network is not None:
+            self.needs_network = needs_network
+        self.writable = tuple(Path(p).expanduser() for p in writable)
+
+    def sandbox_prefix(self, ctx: AgentContext) -> list[str]:
+        """The session's sandbox around the program: the task's answer holders masked as well as the session's,
+        and the network only if the agent needs it or the session allows it."""
+        return ctx.sandbox.prefix(ctx.workspace, masked=task_answer_holders(ctx.task), writable=self.writable,
+                                  network=self.needs_network or ctx.sandbox.agent_network)
+
+    def invocation(self, ctx: AgentContext) -> Invocation:
+        """The command for this item (the coding-agent presets add their flags, variables and prompt here)."""
+        return Invocation(self.command)
 
     def solve(self, ctx: AgentContext) -> Solution:
         hints_file = ctx.workspace / "hints.md"
+        run = self.invocation(ctx)
         env = dict(os.environ)
         env.update({
             "SPEEDRUN_TASK_ID": ctx.task.id,
@@ -45,11 +94,15 @@ class CommandAgent:
             "SPEEDRUN_TARGET_VAL_LOSS": f"{ctx.task.target_val_loss:g}",
             "SPEEDRUN_SEED": str(ctx.seed),
         })
+        if ctx.resources is not None:
+            env.update(ctx.resources.env)
+        env.update(run.env)
         log_path = ctx.artifacts_dir / "agent.log"
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(["/bin/sh", "-c", self.command], cwd=ctx.workspace, env=env,
-                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+        with open(log_path, "wb") as log, open(run.stdin or os.devnull, "rb") as stdin:
+            proc = subprocess.Popen([*self.sandbox_prefix(ctx), "/bin/sh", "-c", run.command], cwd=ctx.workspace,
+                                    env=env, stdin=stdin, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True,
+                                    preexec_fn=_pin(ctx.resources.cores) if ctx.resources is not None else None)
             try:
                 code = proc.wait(timeout=ctx.timeout_s)
             except subprocess.TimeoutExpired:

@@ -1,0 +1,331 @@
+"""bwrap hides the answer: runs and `command:` agents cannot read the target record, other levels' hints, the
+record cache, calibration copies or other items' results, yet keep their workspace, the data and torch.
+
+The answer holders are laid out under /var/tmp, which bwrap's private /tmp does not hide, so only the masks
+can hide them there. Tests that start bwrap skip, saying why, where it cannot run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from fakes import write_suite
+from pytest_speedrun.agents.base import AgentContext
+from pytest_speedrun.agents.command import CommandAgent
+from pytest_speedrun.answers import git_dirs, installed_suites, session_answer_holders, task_answer_holders
+from pytest_speedrun.data import Dataset
+from pytest_speedrun.errors import AgentError
+from pytest_speedrun.harness import RunSettings, execute_script, prepare_workspace
+from pytest_speedrun.sandbox import Sandbox, probe
+from pytest_speedrun.settings import build_settings
+from pytest_speedrun.tasks import Task, available_suites, find_suite, load_suite, load_task, suite_dirs
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def bwrap() -> Sandbox:
+    sandbox = probe("bwrap")
+    if not sandbox.available:
+        pytest.skip(sandbox.describe())
+    return sandbox
+
+
+@pytest.fixture
+def host_dir():
+    """A scratch directory outside /tmp (bwrap replaces /tmp, which would hide anything there anyway)."""
+    base = Path("/var/tmp")
+    if not (base.is_dir() and os.access(base, os.W_OK)):
+        pytest.skip("/var/tmp is not writable: no place outside /tmp for the answer holders")
+    path = Path(tempfile.mkdtemp(prefix="speedrun-masks-", dir=base))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A session's files as the harness lays them out: a suite, a cache, a results store, an item."""
+
+    task: Task
+    sandbox: Sandbox
+    dataset: Dataset
+    workspace: Path
+    script: Path
+    secrets: dict[str, Path]  # what must stay hidden, by name
+
+
+def _layout(root: Path, sandbox: Sandbox, agent_network: bool = False) -> Layout:
+    suite = write_suite(root / "suites")
+    task = load_task(suite / "mini01.toml")
+    cache, results = root / "cache", root / "results"
+    record_cache = cache / "records" / f"{hashlib.sha256(b'target').hexdigest()}.py"
+    calibration = cache / "calibration" / "fp" / "mini01-target" / "train_gpt2.py"
+    other_item = results / "s1" / "mini02_h0-s0_" / "solution.py"
+    for path in (record_cache, calibration, other_item):
+        path.parent.mkdir(parents=True)
+        path.write_text(task.target.script.path.read_text())
+    data = cache / "tiny-data" / "k"
+    data.mkdir(parents=True)
+    (data / "val_000000.bin").write_bytes(b"\x00" * 64)
+    art = results / "s1" / "mini01_h1-s0_"
+    art.mkdir(parents=True)
+    workspace, script, _ = prepare_workspace(task, (1,), art)
+    settings = build_settings(agent="command:true", suites=[str(suite)], hints="1", seeds=1, min_fsr=None,
+                              calibrate=False, calibration_runs=1, results_dir=results, cache_dir=cache,
+                              timeout_s=None, agent_timeout_s=30, threads=1, python=None, data_dir=None,
+                              agent_network=agent_network)
+    sandbox = sandbox.configured(session_answer_holders(settings), settings.agent_network)
+    dataset = Dataset(root=data, train_glob=str(data / "val_*.bin"), val_glob=str(data / "val_*.bin"), val_tokens=64)
+    secrets = {"target record": task.target.script.path, "hint of a level not given": task.hints[3],
+               "record cache": record_cache, "calibration copy": calibration, "another item's result": other_item}
+    return Layout(task, sandbox, dataset, workspace, script, secrets)
+
+
+PROBE = '''\
+import glob, os, sys
+for name, path in {secrets!r}.items():
+    try:
+        open(path).read()
+        print("READ", name)
+    except OSError as exc:
+        print("HIDDEN", name, type(exc).__name__)
+open("written.txt", "w").write("ok")
+print("WORKSPACE", open("written.txt").read())
+print("DATA", len(open(glob.glob(os.environ["NANOGPT_VAL_FILES"])[0], "rb").read()))
+{extra}
+'''
+
+
+def _run_in_harness(layout: Layout, extra: str = "") -> str:
+    secrets = {name: str(path) for name, path in layout.secrets.items()}
+    layout.script.write_text(PROBE.format(secrets=secrets, extra=extra))
+    settings = RunSettings(dataset=layout.dataset, threads=1, sandbox=layout.sandbox)
+    log = layout.workspace.parent / "run.log"
+    execute_script(layout.script, layout.task, settings, 0, log)
+    return log.read_text()
+
+
+def test_without_masks_the_holders_are_readable(host_dir: Path) -> None:
+    """The control: the same probe, unsandboxed, reads every secret (so HIDDEN below is the sandbox's doing)."""
+    out = _run_in_harness(_layout(host_dir, Sandbox("none", True)))
+    assert out.count("READ ") == 5 and "HIDDEN" not in out
+
+
+def test_a_run_cannot_read_the_answer_but_keeps_its_workspace_data_and_torch(host_dir: Path, bwrap: Sandbox) -> None:
+    layout = _layout(host_dir, bwrap)
+    out = _run_in_harness(layout, extra="import torch\nprint('TORCH', torch.__version__)")
+    for name in layout.secrets:
+        assert f"HIDDEN {name}" in out, out
+    assert "READ" not in out
+    assert "WORKSPACE ok" in out and "DATA 64" in out and "TORCH" in out, out
+
+
+def test_a_run_cannot_reach_the_harness_files_through_proc(host_dir: Path, bwrap: Sandbox) -> None:
+    """Its own process namespace: /proc/<pytest's pid>/root would otherwise be the host's unmasked file system."""
+    layout = _layout(host_dir, bwrap)
+    target = f"/proc/{os.getpid()}/root{layout.task.target.script.path}"
+    out = _run_in_harness(layout, extra=f"print('PROC', os.path.exists({target!r}))")
+    assert "PROC False" in out
+
+
+def _record_digests() -> set[str]:
+    """The sha256 of every record script the packaged suites name (those present on this machine)."""
+    digests = set()
+    for name in available_suites():
+        for task in load_suite(find_suite(name)):
+            for ref in (task.start.script, task.target.script):
+                if ref.path is not None and ref.path.is_file():
+                    digests.add(hashlib.sha256(ref.path.read_bytes()).hexdigest())
+    return digests
+
+
+def test_find_finds_no_record_of_ours_in_the_sandbox(host_dir: Path, bwrap: Sandbox) -> None:
+    """`find / -name 'record_*.py'`, the search an agent would try first, turns up none of our records: neither
+    the source tree's suites nor the installed package's copy. Files of other software may share the name."""
+    layout = _layout(host_dir, bwrap)
+    cmd = ["find", "/", "(", "-path", "/proc", "-o", "-path", "/sys", ")", "-prune", "-o", "-name", "record_*.py",
+           "-print"]
+    outside = subprocess.run(cmd, capture_output=True, text=True, timeout=300).stdout.split()
+    digests = _record_digests()
+    assert any(hashlib.sha256(Path(p).read_bytes()).hexdigest() in digests for p in outside if Path(p).is_file()), \
+        "the control failed: find outside the sandbox should see the packaged records"
+    proc = subprocess.run([*layout.sandbox.prefix(layout.workspace, masked=task_answer_holders(layout.task)), *cmd],
+                          capture_output=True, text=True, timeout=300)
+    found = [Path(p) for p in proc.stdout.split()]
+    ours = [p for p in found if p.is_file() and hashlib.sha256(p.read_bytes()).hexdigest() in digests]
+    holders = [*suite_dirs(), *installed_suites(), *layout.sandbox.masked]
+    assert not ours and not [p for p in found if any(h == p or h in p.parents for h in holders)], found
+
+
+def test_git_history_of_the_checkout_is_hidden(host_dir: Path, bwrap: Sandbox) -> None:
+    """A checkout's objects hold every record: `git show` is the second thing an agent would try."""
+    if not git_dirs(REPO / "tasks") or shutil.which("git") is None:
+        pytest.skip("not a git checkout (or git is missing): no history to hide")
+    layout = _layout(host_dir, bwrap)
+    cmd = ["git", "-C", str(REPO), "show", "HEAD:tasks/tiny/records/record_2.py"]
+    assert subprocess.run(cmd, capture_output=True, timeout=60).returncode == 0, "control: git show works outside"
+    proc = subprocess.run([*layout.sandbox.prefix(layout.workspace, masked=task_answer_holders(layout.task)), *cmd],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "import torch" not in proc.stdout
+
+
+# --- command: agents --------------------------------------------------------------------------------------
+
+CONNECT = '''\
+import socket
+try:
+    socket.create_connection(("127.0.0.1", {port}), timeout=3).close()
+    print("CONNECTED")
+except OSError as exc:
+    print("BLOCKED", exc)
+'''
+
+
+@pytest.fixture
+def listener():
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    threading.Thread(target=lambda: [server.accept()[0].close() for _ in range(10)], daemon=True).start()
+    yield server.getsockname()[1]
+    server.close()
+
+
+def _ctx(layout: Layout) -> AgentContext:
+    art = layout.workspace.parent
+    return AgentContext(task=layout.task, workspace=layout.workspace, script_path=layout.script,
+                        hints=(layout.workspace / "hints.md").read_text(), hint_levels=(1,), seed=0,
+                        artifacts_dir=art, timeout_s=60, sandbox=layout.sandbox)
+
+
+def _connect_agent(layout: Layout, port: int, **kw) -> CommandAgent:
+    (layout.workspace / "connect.py").write_text(CONNECT.format(port=port))
+    return CommandAgent(f"{sys.executable} connect.py", **kw)
+
+
+def test_a_command_agent_cannot_read_the_answer_and_edits_its_workspace(host_dir: Path, bwrap: Sandbox) -> None:
+    layout = _layout(host_dir, bwrap)
+    reads = " ; ".join(f"cat {p} >/dev/null 2>&1 && echo {shlex.quote('READ ' + n)}" for n, p in layout.secrets.items())
+    solution = CommandAgent(f'{reads} ; echo "# edited" >> "$SPEEDRUN_SCRIPT"').solve(_ctx(layout))
+    assert "READ" not in solution.transcript
+    assert solution.script.endswith("# edited\n")
+
+
+def test_a_command_agent_without_network_cannot_reach_a_loopback_server(host_dir: Path, bwrap: Sandbox,
+                                                                          listener: int) -> None:
+    layout = _layout(host_dir, bwrap)
+    transcript = _connect_agent(layout, listener).solve(_ctx(layout)).transcript
+    assert "BLOCKED" in transcript, transcript
+
+
+@pytest.mark.parametrize("how", ["agent needs it", "session allows it"])
+def test_a_command_agent_with_network_reaches_it_and_still_cannot_read_the_answer(
+        host_dir: Path, bwrap: Sandbox, listener: int, how: str) -> None:
+    layout = _layout(host_dir, bwrap, agent_network=how == "session allows it")
+    agent = _connect_agent(layout, listener, needs_network=True if how == "agent needs it" else None)
+    target = layout.task.target.script.path
+    agent.command += f" ; cat {target} >/dev/null 2>&1 && echo READ ; true"
+    transcript = agent.solve(_ctx(layout)).transcript
+    assert "CONNECTED" in transcript and "READ" not in transcript, transcript
+
+
+def test_a_command_agent_writes_only_its_workspace_and_its_declared_state(host_dir: Path, bwrap: Sandbox) -> None:
+    layout = _layout(host_dir, bwrap)
+    state, other = host_dir / "agent-state", host_dir / "elsewhere"
+    state.mkdir()
+    other.mkdir()
+    agent = CommandAgent(f"echo s > {state}/session.json && (echo x > {other}/x 2>/dev/null || echo DENIED)",
+                         writable=[state])
+    assert "DENIED" in agent.solve(_ctx(layout)).transcript
+    assert (state / "session.json").read_text() == "s\n" and not (other / "x").exists()
+
+
+def test_an_agent_that_fails_in_the_sandbox_is_an_agent_error(host_dir: Path, bwrap: Sandbox) -> None:
+    layout = _layout(host_dir, bwrap)
+    with pytest.raises(AgentError, match="exited with code 1"):
+        CommandAgent(f"cat {layout.task.target.script.path}").solve(_ctx(layout))
+
+
+# --- what is masked, and in which order (no bwrap needed) -------------------------------------------------
+
+def _mounts(args: list[str]) -> list[tuple[str, str]]:
+    """(option, path) for the --tmpfs/--bind/--ro-bind mounts after the fixed ones, in order."""
+    out, i = [], args.index("/proc") + 1
+    while args[i] != "--chdir":
+        if args[i] == "--tmpfs":
+            out.append(("--tmpfs", args[i + 1]))
+            i += 2
+        else:
+            out.append((args[i], args[i + 2]))
+            i += 3
+    return out
+
+
+def test_the_most_specific_path_decides(host_dir: Path) -> None:
+    """Mounts go parents first: an environment kept inside a masked cache is visible, the suites inside that
+    environment are hidden again, and the workspace inside the masked results store is writable."""
+    cache, results = host_dir / "cache", host_dir / "results"
+    env, data, workspace = cache / "venv", cache / "data", results / "s" / "item" / "workspace"
+    suites = env / "site-packages" / "pytest_speedrun" / "suites"
+    for d in (suites, data, workspace):
+        d.mkdir(parents=True)
+    args = Sandbox("bwrap", True, masked=(cache, results, suites)).prefix(workspace, read_only=(env, data))
+    mounts = _mounts(args)
+    assert mounts == [("--tmpfs", "/tmp"), ("--tmpfs", str(cache)), ("--tmpfs", str(results)),
+                      ("--ro-bind", str(data)), ("--ro-bind", str(env)), ("--bind", str(workspace)),
+                      ("--tmpfs", str(suites))]
+    assert "--unshare-net" in args and "--unshare-pid" in args
+
+
+def test_nothing_is_mounted_inside_a_masked_directory_or_the_workspace(host_dir: Path) -> None:
+    """A masked file inside a masked directory would otherwise show up as an empty file of the same name; and
+    what the harness put in the workspace stays there."""
+    suite = write_suite(host_dir / "suites")
+    task = load_task(suite / "mini01.toml")
+    workspace = host_dir / "ws"
+    workspace.mkdir()
+    own = workspace / "record_2.py"
+    own.write_text("# the agent's own file\n")
+    mounts = _mounts(Sandbox("bwrap", True).prefix(workspace, masked=(*task_answer_holders(task), own)))
+    assert [p for opt, p in mounts if opt == "--tmpfs"] == ["/tmp", str(suite)]
+    assert [p for _, p in mounts if suite in Path(p).parents or Path(p) == own] == []
+
+
+def test_network_and_masks_follow_the_sandbox_kind(tmp_path: Path) -> None:
+    assert Sandbox("none", True).prefix(tmp_path, masked=(tmp_path,)) == []
+    assert Sandbox("netns", True).prefix(tmp_path, network=True) == []
+    assert Sandbox("netns", True).prefix(tmp_path)[:2] == ["unshare", "--net"]
+    assert "--unshare-net" not in Sandbox("bwrap", True).prefix(tmp_path, network=True)
+
+
+def test_the_session_holders_are_the_directories_the_harness_knows(tmp_path: Path) -> None:
+    settings = build_settings(agent=None, suites=["tiny"], hints="0", seeds=1, min_fsr=None, calibrate=False,
+                              calibration_runs=1, results_dir=tmp_path / "results", cache_dir=tmp_path / "cache",
+                              timeout_s=None, agent_timeout_s=1, threads=None, python=None, data_dir=None,
+                              hints_dir=tmp_path)
+    holders = session_answer_holders(settings)
+    for path in (tmp_path / "cache", tmp_path / "results", tmp_path, find_suite("tiny"), *suite_dirs(),
+                 *installed_suites()):
+        assert path.resolve() in holders
+    if git_dirs(REPO / "tasks"):
+        assert git_dirs(REPO / "tasks")[0].resolve() in holders
+
+
+def test_summary_line_says_when_answers_were_reachable() -> None:
+    assert "readable" in Sandbox("none", True).exposure(False)
+    assert "readable" in Sandbox("netns", True).exposure(False)
+    assert "readable" in Sandbox("bwrap", False, "bwrap not found").exposure(False)
+    assert "downloadable" in Sandbox("bwrap", True).exposure(True)
+    assert Sandbox("bwrap", True).exposure(False) is None
