@@ -7,6 +7,7 @@ can hide them there. Tests that start bwrap skip, saying why, where it cannot ru
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import shlex
@@ -329,3 +330,57 @@ def test_summary_line_says_when_answers_were_reachable() -> None:
     assert "readable" in Sandbox("bwrap", False, "bwrap not found").exposure(False)
     assert "downloadable" in Sandbox("bwrap", True).exposure(True)
     assert Sandbox("bwrap", True).exposure(False) is None
+
+
+# --- end to end: the plugin, a command: agent, a run ------------------------------------------------------
+
+def _runtime_read_attack(suite: Path, into: Path) -> Path:
+    """The start script with one line in front that runs the target record, its path computed at run time (the
+    workspace scan sees neither the path nor a copy) and the env contract left intact."""
+    target = str((suite / "records" / "record_2.py").resolve())
+    enc = base64.b64encode(target.encode()).decode()
+    attack = into / "attack.py"
+    attack.write_text(f"import base64; exec(open(base64.b64decode({enc!r})).read()); raise SystemExit(0)\n"
+                      + (suite / "records" / "record_1.py").read_text())
+    return attack
+
+
+def _run_plugin(pytester: pytest.Pytester, suite: Path, cache_dir: Path, *args: str) -> pytest.RunResult:
+    return pytester.runpytest(f"--speedrun-suite={suite}", f"--speedrun-cache-dir={cache_dir}", "-p",
+                              "no:cacheprovider", "-k", "mini01", *args)
+
+
+def test_without_a_sandbox_a_runtime_read_of_the_answer_passes_and_the_summary_says_so(
+        pytester: pytest.Pytester, host_dir: Path, cache_dir: Path) -> None:
+    """The control for the next test: unsandboxed, the attack recovers the human speedup unnoticed."""
+    suite = write_suite(host_dir / "suites")
+    attack = _runtime_read_attack(suite, host_dir)
+    result = _run_plugin(pytester, suite, cache_dir, f"--speedrun-agent=command:cp {attack} \"$SPEEDRUN_SCRIPT\"")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["answers were readable: without --speedrun-sandbox=bwrap the agent and its runs*"])
+
+
+def test_under_bwrap_the_runtime_read_fails_and_the_summary_has_no_warning(
+        pytester: pytest.Pytester, host_dir: Path, cache_dir: Path, bwrap: Sandbox) -> None:
+    suite = write_suite(host_dir / "suites")
+    attack = _runtime_read_attack(suite, host_dir)
+    result = _run_plugin(pytester, suite, cache_dir, "--speedrun-sandbox=bwrap",
+                         f"--speedrun-agent=command:cp {attack} \"$SPEEDRUN_SCRIPT\"")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*status crashed*", "*FileNotFoundError*record_2.py*"])
+    assert "answers were" not in result.stdout.str()
+
+
+def test_under_bwrap_an_honest_agent_passes_and_network_for_agents_is_reported(
+        pytester: pytest.Pytester, host_dir: Path, cache_dir: Path, bwrap: Sandbox) -> None:
+    suite = write_suite(host_dir / "suites")
+    result = _run_plugin(pytester, suite, cache_dir, "--speedrun-sandbox=bwrap", "--speedrun-agent-network",
+                         "--speedrun-agent=command:echo '# looked' >> \"$SPEEDRUN_SCRIPT\"")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["answers were downloadable: the agent's processes had the network*"])
+
+
+def test_trusted_agents_get_no_exposure_line(pytester: pytest.Pytester, host_dir: Path, cache_dir: Path) -> None:
+    result = _run_plugin(pytester, write_suite(host_dir / "suites"), cache_dir, "--speedrun-agent=oracle")
+    result.assert_outcomes(passed=1)
+    assert "answers were" not in result.stdout.str()
