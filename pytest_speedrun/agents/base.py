@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -49,6 +49,17 @@ Executor = Callable[..., NodeResult]  # execute(script_text, parent=None, note="
 
 
 @dataclass(frozen=True)
+class AgentResources:
+    """The item's lease, for an agent that starts processes (a `command:` agent, a coding-agent preset) and may
+    run training itself: its processes get `env` (the lease's CUDA_VISIBLE_DEVICES, OMP_NUM_THREADS and
+    compile caches, and the data contract: NANOGPT_TRAIN_FILES, NANOGPT_VAL_FILES, NANOGPT_VAL_TOKENS) and are
+    pinned to `cores`, so its trial runs use the item's devices and never a neighbour's."""
+
+    env: Mapping[str, str] = field(default_factory=dict)
+    cores: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
 class AgentContext:
     """What an agent may see. The workspace holds the start script (and hints.md when hints are given);
     the target record is never placed in it."""
@@ -64,6 +75,7 @@ class AgentContext:
     execute: Executor | None = None  # runs a candidate under the harness; search scaffolds call it per node
     resume_from: Path | None = None  # an interrupted attempt of this item (LLM agents replay its answers)
     sandbox: Sandbox = Sandbox("none", True)  # the session's isolation, for agents that start processes
+    resources: AgentResources | None = None  # the item's lease while the agent runs (None: none held for it)
 
     @property
     def start_script(self) -> str:
