@@ -106,6 +106,23 @@ def _calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from .doctor import DoctorOptions, render, run_checks, select_tasks, verdict
+
+    opts = DoctorOptions(
+        suite=args.suite, select=args.k, cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+        data_dir=Path(args.data) if args.data else None, python=args.python or sys.executable, nproc=args.nproc,
+        agent=args.agent, sandbox=args.sandbox, launcher=args.launcher, smoke=args.smoke,
+        probe_timeout_s=args.probe_timeout)
+    if args.python and not Path(args.python).exists():
+        raise SpeedrunError(f"--python {args.python}: no such interpreter")
+    checks = run_checks(opts)
+    print(render(checks))
+    code, line = verdict(args.suite, len(select_tasks(args.suite, args.k)), checks)
+    print(line)
+    return code
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pytest-speedrun", description="Tools for the pytest-speedrun benchmark.")
     parser.add_argument("--version", action="version", version=f"pytest-speedrun {__version__}")
@@ -140,6 +157,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="FineWeb shard directory (default: <cache dir>/fineweb10B)")
     p.add_argument("--cache-dir", help="cache directory (default: $PYTEST_SPEEDRUN_CACHE or the user cache dir)")
     p.set_defaults(func=_calibrate)
+    p = sub.add_parser("doctor", help="check whether a suite can run on this node; every failed check says its fix")
+    p.add_argument("--suite", default="nanogpt", help="suite whose needs decide the exit code (default: nanogpt)")
+    p.add_argument("-k", help="only these tasks: id substrings, comma-separated (default: all)")
+    p.add_argument("--nproc", type=int, help="processes (GPUs) per run, as --speedrun-nproc (default: the manifest's)")
+    p.add_argument("--smoke", action="store_true", help="check for smoke mode: start scripts only, no FineWeb")
+    p.add_argument("--python", help="interpreter for training runs, as --speedrun-python (default: this one)")
+    p.add_argument("--data", help="FineWeb shard directory, as --speedrun-data (default: <cache dir>/fineweb10B)")
+    p.add_argument("--cache-dir", help="cache directory (default: $PYTEST_SPEEDRUN_CACHE or the user cache dir)")
+    p.add_argument("--agent", help="agent whose API keys to check (default: ini speedrun_agent)")
+    p.add_argument("--sandbox", help="sandbox you will use, as --speedrun-sandbox (default: none)")
+    p.add_argument("--launcher", help="local or slurm, as --speedrun-launcher (default: ini speedrun_launcher)")
+    p.add_argument("--probe-timeout", type=float, default=180.0,
+                   help="seconds the run interpreter may take to answer the torch/CUDA probe (default 180)")
+    p.set_defaults(func=_doctor)
     p = sub.add_parser("report", help="render results stores to Markdown, HTML and PNG plots")
     p.add_argument("results", nargs="+", help="results store directories (e.g. .speedrun) or results.jsonl files")
     p.add_argument("--out", default="speedrun-report", help="output directory (default: speedrun-report)")
