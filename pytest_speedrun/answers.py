@@ -3,17 +3,20 @@
 Found from what the harness itself knows, never by file names: the cache directories (the pinned record
 downloads, calibration workspaces holding copies of the start and target records, LLM response caches, compile
 caches built while running the records), the results store (every item's solutions and logs), the suite
-directories (records and hints of all levels), the packaged suites of every installed copy of this
-distribution, an external hints directory, a Slurm job folder, and the git directory of any work tree that
-holds one of these (a checkout's objects hold every version of its records, and of any results committed). The
-item's own workspace is exempt: it is mounted over the masked results store.
+directories (records and hints of all levels), every installed copy of this distribution (its packaged suites,
+and the source tree or wheel it was installed from), an external hints directory, a Slurm job folder, and the
+git directory of any work tree that holds one of these (a checkout's objects hold every version of its
+records, and of any results committed). The item's own workspace is exempt: it is mounted over the masked
+results store.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from importlib.metadata import distributions
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 from .errors import SpeedrunError
 from .leaks import forbidden_paths
@@ -22,12 +25,13 @@ from .tasks import Task, find_suite, suite_dirs
 
 DISTRIBUTION = "pytest-speedrun"
 _PACKAGED_SUITES = "pytest_speedrun/suites"
+_SOURCE_SUITES = "tasks"  # in a source tree (pyproject's force-include maps it to the packaged folder)
 
 
 def session_answer_holders(settings: Settings) -> tuple[Path, ...]:
     """Every directory of the session that may hold an answer."""
     # The default cache too: an earlier session may have calibrated (copied the records) there.
-    paths = [settings.cache_dir, default_cache_dir(), settings.results_dir, *suite_dirs(), *installed_suites()]
+    paths = [settings.cache_dir, default_cache_dir(), settings.results_dir, *suite_dirs(), *installed_copies()]
     for name in settings.suites:
         try:
             paths.append(find_suite(name))
@@ -47,14 +51,30 @@ def task_answer_holders(task: Task) -> tuple[Path, ...]:
     return _with_git_dirs(forbidden_paths(task, ()) + [p.parent for p in task.hints.values()])
 
 
-def installed_suites() -> list[Path]:
-    """The packaged suites folder of every installed copy of this distribution on sys.path (a wheel install,
-    or the copy an editable install's build left in site-packages)."""
+def installed_copies() -> list[Path]:
+    """Where each installed copy of this distribution on sys.path keeps the suites: its packaged suites folder
+    (a wheel install, or the copy an editable build left in site-packages), and what it was installed from, as
+    its PEP 610 `direct_url.json` records: a local source tree's `tasks/`, or a local wheel file."""
     found = []
     for dist in distributions(name=DISTRIBUTION):
         if any(str(f).startswith(_PACKAGED_SUITES + "/") for f in dist.files or ()):
             found.append(Path(str(dist.locate_file(_PACKAGED_SUITES))))
+        found += _installed_from(dist.read_text("direct_url.json"))
     return found
+
+
+def _installed_from(direct_url: str | None) -> list[Path]:
+    try:
+        info = json.loads(direct_url or "{}")
+    except ValueError:
+        return []
+    url = urlparse(str(info.get("url", "")))
+    if url.scheme != "file":
+        return []
+    path = Path(unquote(url.path))
+    if "dir_info" in info:
+        return [path / _SOURCE_SUITES]
+    return [path] if "archive_info" in info else []
 
 
 def git_dirs(path: Path) -> list[Path]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import shlex
 import shutil
@@ -25,7 +26,7 @@ import pytest
 from fakes import write_suite
 from pytest_speedrun.agents.base import AgentContext
 from pytest_speedrun.agents.command import CommandAgent
-from pytest_speedrun.answers import git_dirs, installed_suites, session_answer_holders, task_answer_holders
+from pytest_speedrun.answers import git_dirs, installed_copies, session_answer_holders, task_answer_holders
 from pytest_speedrun.data import Dataset
 from pytest_speedrun.errors import AgentError
 from pytest_speedrun.harness import RunSettings, execute_script, prepare_workspace
@@ -34,6 +35,9 @@ from pytest_speedrun.settings import build_settings
 from pytest_speedrun.tasks import Task, available_suites, find_suite, load_suite, load_task, suite_dirs
 
 REPO = Path(__file__).resolve().parent.parent
+# The search an agent would try first (as in the issue), without the kernel's pseudo file systems.
+FIND = ["find", "/", "(", "-path", "/proc", "-o", "-path", "/sys", ")", "-prune", "-o", "-name", "record_*.py",
+        "-print"]
 
 
 @pytest.fixture
@@ -156,8 +160,7 @@ def test_find_finds_no_record_of_ours_in_the_sandbox(host_dir: Path, bwrap: Sand
     """`find / -name 'record_*.py'`, the search an agent would try first, turns up none of our records: neither
     the source tree's suites nor the installed package's copy. Files of other software may share the name."""
     layout = _layout(host_dir, bwrap)
-    cmd = ["find", "/", "(", "-path", "/proc", "-o", "-path", "/sys", ")", "-prune", "-o", "-name", "record_*.py",
-           "-print"]
+    cmd = FIND
     outside = subprocess.run(cmd, capture_output=True, text=True, timeout=300).stdout.split()
     digests = _record_digests()
     assert any(hashlib.sha256(Path(p).read_bytes()).hexdigest() in digests for p in outside if Path(p).is_file()), \
@@ -166,7 +169,7 @@ def test_find_finds_no_record_of_ours_in_the_sandbox(host_dir: Path, bwrap: Sand
                           capture_output=True, text=True, timeout=300)
     found = [Path(p) for p in proc.stdout.split()]
     ours = [p for p in found if p.is_file() and hashlib.sha256(p.read_bytes()).hexdigest() in digests]
-    holders = [*suite_dirs(), *installed_suites(), *layout.sandbox.masked]
+    holders = [*suite_dirs(), *installed_copies(), *layout.sandbox.masked]
     assert not ours and not [p for p in found if any(h == p or h in p.parents for h in holders)], found
 
 
@@ -318,7 +321,7 @@ def test_the_session_holders_are_the_directories_the_harness_knows(tmp_path: Pat
                               hints_dir=tmp_path)
     holders = session_answer_holders(settings)
     for path in (tmp_path / "cache", tmp_path / "results", tmp_path, find_suite("tiny"), *suite_dirs(),
-                 *installed_suites()):
+                 *installed_copies()):
         assert path.resolve() in holders
     if git_dirs(REPO / "tasks"):
         assert git_dirs(REPO / "tasks")[0].resolve() in holders
@@ -384,3 +387,60 @@ def test_trusted_agents_get_no_exposure_line(pytester: pytest.Pytester, host_dir
     result = _run_plugin(pytester, write_suite(host_dir / "suites"), cache_dir, "--speedrun-agent=oracle")
     result.assert_outcomes(passed=1)
     assert "answers were" not in result.stdout.str()
+
+
+WHEEL_PROBE = '''\
+import json, subprocess, sys
+from pathlib import Path
+import pytest_speedrun
+from pytest_speedrun.answers import session_answer_holders
+from pytest_speedrun.sandbox import probe
+from pytest_speedrun.settings import build_settings
+root = Path(sys.argv[1])
+settings = build_settings(agent=None, suites=["tiny"], hints="0", seeds=1, min_fsr=None, calibrate=False,
+                          calibration_runs=1, results_dir=root / "results", cache_dir=root / "cache", timeout_s=None,
+                          agent_timeout_s=1, threads=None, python=None, data_dir=None)
+(root / "ws").mkdir()
+prefix = probe("bwrap").configured(session_answer_holders(settings)).prefix(root / "ws")
+found = subprocess.run([*prefix, *json.loads(sys.argv[2])], capture_output=True, text=True).stdout.split()
+wheel = subprocess.run([*prefix, "cat", sys.argv[3]], capture_output=True).stdout  # what it was installed from
+print(json.dumps({"module": pytest_speedrun.__file__, "found": found, "wheel_bytes": len(wheel)}))
+'''
+
+
+@pytest.mark.slow
+def test_an_installed_wheel_hides_its_packaged_suites(host_dir: Path, bwrap: Sandbox) -> None:
+    """The wheel ships the suites inside the package (pytest_speedrun/suites): from a wheel install, the
+    records found under the site directory outside the sandbox are gone inside it."""
+    dist, site = host_dir / "dist", host_dir / "site"
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
+                            str(dist), str(REPO)], capture_output=True, text=True, timeout=600)
+    if build.returncode != 0:
+        pytest.skip(f"cannot build the wheel here: {build.stderr.strip().splitlines()[-1:]}")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site),
+                    *map(str, dist.glob("*.whl"))], check=True, capture_output=True, timeout=600)
+    packaged = site / "pytest_speedrun" / "suites" / "tiny" / "records"
+    assert (packaged / "record_2.py").is_file()
+    elsewhere = host_dir / "elsewhere"
+    elsewhere.mkdir()
+    (wheel,) = dist.glob("*.whl")
+    proc = subprocess.run([sys.executable, "-c", WHEEL_PROBE, str(elsewhere), json.dumps(FIND), str(wheel)],
+                          cwd=elsewhere,
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(site)})
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["module"].startswith(str(site))
+    digests = _record_digests()
+    ours = [p for p in report["found"]
+            if Path(p).is_file() and hashlib.sha256(Path(p).read_bytes()).hexdigest() in digests]
+    assert not ours, ours
+    assert report["wheel_bytes"] == 0 < wheel.stat().st_size
+
+
+def test_where_a_copy_was_installed_from_is_read_from_its_direct_url() -> None:
+    from pytest_speedrun.answers import _installed_from
+    assert _installed_from('{"dir_info": {"editable": true}, "url": "file:///src/my%20clone"}') == \
+        [Path("/src/my clone/tasks")]
+    assert _installed_from('{"archive_info": {}, "url": "file:///dist/p.whl"}') == [Path("/dist/p.whl")]
+    assert _installed_from('{"archive_info": {}, "url": "https://example.org/p.whl"}') == []
+    assert _installed_from(None) == [] and _installed_from("not json") == []
