@@ -9,9 +9,9 @@ Like the plugin, the controller never imports torch: torch, CUDA, torchrun, Flex
 of the run's interpreter in a child process with a timeout (`doctor_probe.py`), and GPUs come from
 `nvidia-smi`. API keys are reported present or absent, never printed.
 
-Agents other than the built-in ones can say what they need with two optional attributes: `api_key_envs` (names
-of variables, any one of which suffices) and `credential_paths` (files or folders whose presence means the
-tool is signed in, e.g. by OAuth).
+Agents other than the built-in ones say what they need by a `credentials()` method returning (variable or
+file, present) pairs, any one present sufficing (the coding-agent presets do), and optionally `executable`
+and `install`, the tool they run and how to install it.
 """
 
 from __future__ import annotations
@@ -468,54 +468,68 @@ def check_slurm(ctx: Context) -> Check:
 
 
 def agent_needs(spec: str, ini: Mapping[str, Any], ini_path: Path | None, start: Path
-                ) -> tuple[str, tuple[str, ...], tuple[Path, ...]] | None:
-    """(what the agent is, variables any one of which it needs, paths that count as signed in); None when the
-    agent does not declare what it needs."""
+                ) -> tuple[str, list[tuple[str, bool]], str] | None:
+    """(what the agent is, its credential sources as (variable or file, present), a problem with the tool
+    itself or ""); None when the agent does not say what it needs."""
     from .agents import llm
     from .agents.registry import make_agent
 
     name, sep, arg = spec.partition(":")
     if name in ("baseline", "oracle", "command"):
-        return f"{name} agent", (), ()
+        return f"{name} agent", [], ""
     pyproject = ini_path if ini_path is not None and ini_path.name == "pyproject.toml" else start / "pyproject.toml"
     tables = llm.read_agent_tables(pyproject)
     if name in llm.PRESETS or name in tables:
         source = llm.ConfigSource(tables=tables, tables_path=str(pyproject), ini=lambda key: ini.get(key))
         s = llm.resolve_settings(name, arg or None, source)
-        return f"{name} agent ({s.model or 'the first served model'} at {s.endpoint()})", \
-            ((s.api_key_env,) if s.api_key_env else ()), ()
+        keys = [(s.api_key_env, bool(os.environ.get(s.api_key_env, "").strip()))] if s.api_key_env else []
+        return f"{name} agent ({s.model or 'the first served model'} at {s.endpoint()})", keys, ""
     agent = make_agent(spec)
-    envs = getattr(agent, "api_key_envs", None)
-    paths = getattr(agent, "credential_paths", None)
-    if envs is None and paths is None:
+    credentials = getattr(agent, "credentials", None)
+    if not callable(credentials):
         return None
-    return f"{name} agent", tuple(envs or ()), tuple(Path(p).expanduser() for p in paths or ())
+    exe = getattr(agent, "executable", "")
+    problem = f"`{exe}` is not on PATH" if exe and shutil.which(exe) is None else ""
+    return f"{agent.name} agent", list(credentials()), problem
 
 
 def check_agent(ctx: Context) -> Check:
     spec = ctx.opts.agent or _ini_text(ctx.ini, "speedrun_agent")
     if not spec:
-        return Check("API keys", OK, "no agent configured (smoke mode and calibration need none); "
+        return Check("agent", OK, "no agent configured (smoke mode and calibration need none); "
                                      "pass --agent NAME to check its keys")
     try:
         needs = agent_needs(spec, ctx.ini, ctx.ini_path, ctx.opts.start)
     except SpeedrunError as exc:
-        return Check("API keys", FAIL, str(exc), "fix the agent's name or its configuration")
+        return Check("agent", FAIL, str(exc), "fix the agent's name or its configuration")
     if needs is None:
-        return Check("API keys", WARN, f"agent {spec!r} does not say which keys it needs (no api_key_envs)")
-    what, envs, paths = needs
-    if not envs and not paths:
-        return Check("API keys", OK, f"{what}: needs no API key")
-    present = [v for v in envs if os.environ.get(v, "").strip()]
-    signed_in = [p for p in paths if p.exists()]
-    states = [f"{v} {'present' if v in present else 'absent'}" for v in envs] + \
-        [f"{p} {'present' if p in signed_in else 'absent'}" for p in paths]
-    detail = f"{what}: " + ", ".join(states) + " (values never shown)"
-    if present or signed_in:
-        return Check("API keys", OK, detail)
-    fix = f"export {envs[0]}=... (it reaches the agent process only, never a training run)" if envs else \
-        f"sign the tool in (creates {paths[0]})"
-    return Check("API keys", FAIL, detail, fix)
+        return Check("agent", WARN, f"agent {spec!r} does not say which credentials it needs")
+    what, sources, problem = needs
+    if problem:
+        install = getattr(make_agent_quiet(spec), "install", "") or "install the tool"
+        return Check("agent", FAIL, f"{what}: {problem}", install)
+    if not sources:
+        return Check("agent", OK, f"{what}: needs no API key")
+    detail = f"{what}: " + ", ".join(f"{name} {'present' if present else 'absent'}" for name, present in sources) \
+        + " (values never shown)"
+    if any(present for _, present in sources):
+        return Check("agent", OK, detail)
+    variables = [n for n, _ in sources if "/" not in n]
+    files = [n for n, _ in sources if "/" in n]
+    fix = (f"export {variables[0]}=..." if len(variables) == 1 else f"set one of {', '.join(variables)}"
+           if variables else "") + (" or " if variables and files else "") + \
+        (f"sign in with the tool (it writes {files[0]})" if files else "") + \
+        "; keys reach the agent process only, never a training run"
+    return Check("agent", FAIL, detail, fix)
+
+
+def make_agent_quiet(spec: str) -> object | None:
+    from .agents.registry import make_agent
+
+    try:
+        return make_agent(spec)
+    except SpeedrunError:
+        return None
 
 
 # --- the table ---------------------------------------------------------------------------------------------

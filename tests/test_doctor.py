@@ -253,10 +253,10 @@ def test_smoke_mode_needs_no_fineweb(node: Path, monkeypatch) -> None:
 def test_api_keys_are_shown_present_or_absent_never_printed(node: Path, monkeypatch, capsys) -> None:
     opts = gpu_node(node, monkeypatch, agent="claude")
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
-    keys = checks_of(opts)["API keys"]
+    keys = checks_of(opts)["agent"]
     assert keys.status == FAIL and "ANTHROPIC_API_KEY absent" in keys.detail and "export ANTHROPIC_API_KEY" in keys.fix
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-very-secret-value")
-    assert "ANTHROPIC_API_KEY present (values never shown)" in checks_of(opts)["API keys"].detail
+    assert "ANTHROPIC_API_KEY present (values never shown)" in checks_of(opts)["agent"].detail
     assert cli.main(["doctor", "--suite", opts.suite, "--cache-dir", str(opts.cache_dir), "--data",
                      str(opts.data_dir), "--python", opts.python, "--nproc", "1", "--agent", "claude"]) == 0
     out = capsys.readouterr().out
@@ -266,21 +266,26 @@ def test_api_keys_are_shown_present_or_absent_never_printed(node: Path, monkeypa
 def test_the_agent_comes_from_the_ini_file(node: Path, monkeypatch) -> None:
     (node / "pytest.ini").write_text("[pytest]\nspeedrun_agent = deepseek\n")
     monkeypatch.delenv("DEEPSEEK_API_KEY", raising=False)
-    keys = checks_of(gpu_node(node, monkeypatch))["API keys"]
+    keys = checks_of(gpu_node(node, monkeypatch))["agent"]
     assert keys.status == FAIL and "DEEPSEEK_API_KEY absent" in keys.detail
 
 
 def test_offline_agents_need_no_key_and_unknown_ones_are_an_error(node: Path, monkeypatch) -> None:
-    assert checks_of(gpu_node(node, monkeypatch, agent="command:./a.sh"))["API keys"].status == OK
-    unknown = checks_of(gpu_node(node, monkeypatch, agent="nonesuch"))["API keys"]
+    assert checks_of(gpu_node(node, monkeypatch, agent="command:./a.sh"))["agent"].status == OK
+    unknown = checks_of(gpu_node(node, monkeypatch, agent="nonesuch"))["agent"]
     assert unknown.status == FAIL and "unknown agent 'nonesuch'" in unknown.detail
 
 
-def test_agents_declare_keys_and_sign_in_paths(node: Path, monkeypatch) -> None:
+def test_agents_declare_their_credentials_and_tool(node: Path, monkeypatch) -> None:
+    signed_in = node / "home" / ".tool" / "auth.json"
+
     class Tool:
         name = "tool"
-        api_key_envs = ("TOOL_API_KEY",)
-        credential_paths = (str(node / "home" / ".tool"),)
+        executable = "the-tool"
+        install = "npm install -g the-tool"
+
+        def credentials(self) -> list[tuple[str, bool]]:
+            return [("TOOL_API_KEY", bool(os.environ.get("TOOL_API_KEY"))), (str(signed_in), signed_in.is_file())]
 
         def solve(self, ctx):  # pragma: no cover - never run here
             raise NotImplementedError
@@ -288,10 +293,16 @@ def test_agents_declare_keys_and_sign_in_paths(node: Path, monkeypatch) -> None:
     monkeypatch.setitem(registry.BUILTINS, "tool", lambda arg: Tool())
     monkeypatch.delenv("TOOL_API_KEY", raising=False)
     opts = gpu_node(node, monkeypatch, agent="tool")
-    assert checks_of(opts)["API keys"].status == FAIL
-    (node / "home" / ".tool").mkdir(parents=True)  # signed in by OAuth instead of a key
-    keys = checks_of(opts)["API keys"]
-    assert keys.status == OK and "TOOL_API_KEY absent" in keys.detail and ".tool present" in keys.detail
+    keys = checks_of(opts)["agent"]
+    assert keys.status == FAIL and "`the-tool` is not on PATH" in keys.detail and keys.fix == Tool.install
+    (node / "bin" / "the-tool").write_text("#!/bin/sh\n")
+    (node / "bin" / "the-tool").chmod(0o755)
+    keys = checks_of(opts)["agent"]
+    assert keys.status == FAIL and "TOOL_API_KEY absent" in keys.detail and "sign in with the tool" in keys.fix
+    signed_in.parent.mkdir(parents=True)
+    signed_in.write_text("{}")  # signed in by OAuth instead of a key
+    keys = checks_of(opts)["agent"]
+    assert keys.status == OK and f"{signed_in} present" in keys.detail
 
 
 def test_slurm_is_checked_when_configured(node: Path, monkeypatch) -> None:
