@@ -20,7 +20,6 @@ from pathlib import Path
 from . import __version__, integrity, metrics, replay, results, runner, stats, timeline
 from .agents.base import Agent, AgentContext, NodeResult
 from .answers import task_answer_holders
-from .contract import contract_reasons
 from .data import Dataset
 from .dataguard import DataGuard, full_sha256
 from .errors import AgentError, MetricsError, SpeedrunError
@@ -31,6 +30,7 @@ from .replay import RunMemo, save_outcome
 from .resources import Lease, no_lease
 from .sandbox import Sandbox
 from .scoring import Reference, Score, score
+from .static_rules import static_reasons, target_text
 from .tasks import Task
 
 SCRIPT_NAME = "train_gpt2.py"  # the name the real records use; agents see this file in their workspace
@@ -68,6 +68,8 @@ class RunSettings:
     lease: Callable[[], AbstractContextManager[Lease]] = no_lease  # devices for each run, held only while it runs
     compile_cache: Path | None = None  # per-lease TORCHINDUCTOR/TRITON cache root
     session_id: str = ""  # marks every process of the session, for cleanup after a crash or signal
+    store: str = ""  # the results store's id (runner.store_id) and the session's controller (runner.process_token):
+    owner: str = ""  # a later session ends runs whose owner is dead before it times anything
     progress: Callable[[str], None] | None = None  # live progress lines (step k/N, val_loss, elapsed, ETA)
     launch: Callable[[runner.RunSpec], runner.RunOutcome] = runner.run  # local subprocess, or a Slurm job
     gpus: int | None = None  # GPUs a run asks its launcher for (Slurm); None: the lease's local GPUs
@@ -91,6 +93,8 @@ def execute_script(script: Path, task: Task, settings: RunSettings, seed: int, l
         env.update(lease.env(settings.compile_cache))
         if settings.session_id:
             env[runner.SESSION_MARKER] = settings.session_id
+        if settings.store:
+            env.update({runner.STORE_MARKER: settings.store, runner.OWNER_MARKER: settings.owner})
         spec = runner.RunSpec(script=script, workdir=script.parent, log_path=log_path, env=env, timeout_s=timeout,
                               nproc=settings.nproc or task.launch.nproc_per_node, python=settings.python,
                               prefix=tuple(settings.sandbox.prefix(
@@ -235,6 +239,7 @@ class NodeRunner:
 
     def __init__(self, req: ItemRequest, start_text: str, guard: DataGuard, memo: RunMemo) -> None:
         self.req, self.start_text, self.guard, self.memo = req, start_text, guard, memo
+        self.target_text = None if getattr(req.agent, "trusted", False) else target_text(req.task)  # near-copy
         self.results: list[NodeResult] = []
         self.executions: list[tuple[Execution, list[str]]] = []  # per node: the run and its tamper reasons
         self.best_ms = req.reference.t_start_ms
@@ -246,7 +251,8 @@ class NodeRunner:
         node_dir.mkdir(parents=True)
         script = node_dir / SCRIPT_NAME
         script.write_text(script_text, encoding="utf-8")
-        tampered = leak_reasons(node_dir, task, req.regime) + contract_reasons(self.start_text, script_text)
+        static_tampered, static_suspicious = static_reasons(self.start_text, script_text, self.target_text)
+        tampered = leak_reasons(node_dir, task, req.regime) + static_tampered
         ex, reused_from = _execute_or_reuse(self.memo, script, task, req.settings, req.seed, node_dir / "run.log")
         tampered += self.guard.changes()
         m = ex.metrics
@@ -254,6 +260,7 @@ class NodeRunner:
         if m is not None and ex.verdict.passed:
             suspicious = integrity.suspicious_reasons(m, ex.outcome.wall_s, task.target_val_loss, ref.t_start_ms,
                                                       ref.t_target_ms, ref.start_steps, ref.start_untimed_s)
+            suspicious += static_suspicious
         verdict = integrity.final_verdict(ex.verdict, tampered, suspicious, req.allow_suspicious)
         fsr = None
         if verdict.passed and m is not None:
@@ -319,7 +326,8 @@ def run_item(req: ItemRequest) -> ItemResult:
 
     # The oracle necessarily hands over the target script; every other agent is untrusted.
     tampered = [] if getattr(req.agent, "trusted", False) else leak_reasons(workspace, task, req.regime)
-    tampered += contract_reasons(start_text, solution.script, SCRIPT_NAME)
+    static_tampered, static_suspicious = static_reasons(start_text, solution.script, nodes.target_text, SCRIPT_NAME)
+    tampered += static_tampered
     runs = []
     reuse = solution.node is not None and req.repeats <= 1 and 0 <= solution.node < len(nodes.executions)
     if reuse:  # the best search node already ran this script under the same checks: its run is the score
@@ -336,11 +344,12 @@ def run_item(req: ItemRequest) -> ItemResult:
         tampered += guard.changes()
         if not runs[-1].verdict.passed and runs[-1].verdict.status != integrity.INVALID:
             break  # a crash, timeout or missing result decides the item; more runs would not change it
-    result = _judge_runs(req, base, runs, tampered, solution.usage)
+    result = _judge_runs(req, base, runs, tampered, solution.usage, static_suspicious)
     return _finish(art, replace(result, nodes=tuple(n.to_json() for n in nodes.results)))
 
 
-def _judge_runs(req: ItemRequest, base: dict, runs: list[Execution], tampered: list[str], usage: dict) -> ItemResult:
+def _judge_runs(req: ItemRequest, base: dict, runs: list[Execution], tampered: list[str], usage: dict,
+                static_suspicious: list[str] | None = None) -> ItemResult:
     """One verdict for the item from its runs: the first failing run decides; with repeats, validity follows
     the speedrun's rule (one-sided t-test that the mean val_loss is below the target, p < 0.01) and the time
     is the mean train_time."""
@@ -372,6 +381,7 @@ def _judge_runs(req: ItemRequest, base: dict, runs: list[Execution], tampered: l
         wall = statistics.fmean(ex.outcome.wall_s for ex in done)
         suspicious = integrity.suspicious_reasons(mean_metrics, wall, task.target_val_loss, ref.t_start_ms,
                                                   ref.t_target_ms, ref.start_steps, ref.start_untimed_s)
+        suspicious += static_suspicious or []
     verdict = integrity.final_verdict(run_verdict, tampered, suspicious, req.allow_suspicious)
     sc: Score | None = None
     if mean_time is not None and verdict.passed:  # a speedup only counts for a valid result

@@ -37,6 +37,7 @@ class SpeedrunState:
     session: SpeedrunSession
     rows: list[dict[str, Any]] = field(default_factory=list)
     previous_sigterm: Any = None
+    orphans: str = ""  # the line saying which runs of dead sessions were ended at the start
 
 
 STATE = pytest.StashKey[SpeedrunState]()
@@ -210,6 +211,8 @@ def pytest_configure(config: pytest.Config) -> None:
         info, owner = SessionInfo.create(settings.gpus), True
     workers = int(workerinput.get("workercount", 1)) if workerinput else 1
     state = SpeedrunState(settings=settings, session=SpeedrunSession(settings, agent, info, workers, owner))
+    if owner and settings.agent:
+        state.orphans = state.session.end_orphans()
     config.stash[STATE] = state
     config.pluginmanager.register(RowCollector(state.rows), "speedrun-rows")
     if config.pluginmanager.hasplugin("xdist"):
@@ -240,6 +243,8 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     s = state.settings
     lines = [f"speedrun: agent {s.agent or '(none: task items skip)'}, suites {', '.join(s.suites)}, "
              f"results {s.results_dir}"]
+    if state.orphans:
+        lines.append(state.orphans)
     if s.agent and s.sandbox != "none":
         lines.append("speedrun " + probe_sandbox(s.sandbox).describe())
     return lines

@@ -231,10 +231,15 @@ def no_lease() -> Iterator[Lease]:
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether `pid` is a live process. A zombie is dead: a killed xdist worker stays one until the controller
+    reaps it, and its leases must be reclaimed meanwhile."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True

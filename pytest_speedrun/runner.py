@@ -9,6 +9,7 @@ holding a GPU or a port.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -34,6 +35,8 @@ PASSTHROUGH = (
 PASSTHROUGH_PREFIXES = ("NCCL_", "CUDA_", "TORCH_", "SLURM_")
 RUN_MARKER = "SPEEDRUN_RUN_ID"
 SESSION_MARKER = "SPEEDRUN_SESSION_ID"
+STORE_MARKER = "SPEEDRUN_STORE"  # which results store the run's session writes to
+OWNER_MARKER = "SPEEDRUN_OWNER"  # the session's controller process, as pid:start time (pids are reused)
 _TERM_GRACE_S = 5.0
 
 
@@ -134,6 +137,56 @@ def kill_session(session_id: str) -> int:
         except (ProcessLookupError, PermissionError):
             pass
     return len(pids)
+
+
+def process_token(pid: int | None = None) -> str:
+    """`pid:start-time` of a process (this one by default): names it uniquely, unlike a pid, which is reused."""
+    pid = os.getpid() if pid is None else pid
+    try:
+        start = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        start = "?"
+    return f"{pid}:{start}"
+
+
+def token_alive(token: str) -> bool:
+    """Whether the process a `process_token` names still runs (and is not a zombie)."""
+    pid_text, _, start = token.partition(":")
+    try:
+        pid = int(pid_text)
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (ValueError, OSError, IndexError):
+        return False
+    return fields[0] != "Z" and (start in ("", "?") or fields[19] == start)
+
+
+def store_id(results_dir: Path) -> str:
+    """A short name of a results store, carried by every run of a session that writes there."""
+    return hashlib.sha256(str(Path(results_dir).resolve()).encode()).hexdigest()[:16]
+
+
+def end_orphans(store: str) -> dict[str, int]:
+    """SIGKILL the local runs of *dead* sessions of results store `store` (their controller is gone; e.g. pytest
+    was SIGKILLed and a pump was killed with it). Runs of live sessions are left alone. Returns, per session id,
+    how many processes were ended."""
+    ended: dict[str, int] = {}
+    for entry in Path("/proc").glob("[0-9]*") if Path("/proc/self/environ").exists() else []:
+        try:
+            env = dict(kv.split(b"=", 1) for kv in (entry / "environ").read_bytes().split(b"\0") if b"=" in kv)
+        except (OSError, ValueError):
+            continue
+        if env.get(STORE_MARKER.encode()) != store.encode() or int(entry.name) == os.getpid():
+            continue
+        owner = env.get(OWNER_MARKER.encode(), b"").decode()
+        if owner and token_alive(owner):
+            continue
+        try:
+            os.kill(int(entry.name), signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            continue
+        session = env.get(SESSION_MARKER.encode(), b"?").decode()
+        ended[session] = ended.get(session, 0) + 1
+    return ended
 
 
 def _marked_pids(marker: str, var: str = RUN_MARKER) -> list[int]:

@@ -38,7 +38,7 @@ from .integrity import PASSED
 from .replay import find_interrupted
 from .resources import LeasePool, cpu_threads, discover_gpus, no_lease, run_cores
 from .results import append_record, find_completed, item_dir, new_session_id
-from .runner import kill_session
+from .runner import end_orphans, kill_session, process_token, store_id
 from .runner import run as runner_run
 from .sandbox import probe as probe_sandbox
 from .settings import Settings, default_data_dir
@@ -56,6 +56,7 @@ class SessionInfo:
     started: float
     pool_dir: str
     gpus: tuple[str, ...]
+    owner: str = ""  # the controller process (runner.process_token): runs outliving it are orphans
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -63,12 +64,13 @@ class SessionInfo:
     @classmethod
     def from_json(cls, data: dict) -> SessionInfo:
         return cls(session_id=data["session_id"], started=data["started"], pool_dir=data["pool_dir"],
-                   gpus=tuple(data["gpus"]))
+                   gpus=tuple(data["gpus"]), owner=data.get("owner", ""))
 
     @classmethod
     def create(cls, gpus_override: str | None) -> SessionInfo:
         return cls(session_id=new_session_id(), started=time.time(),
-                   pool_dir=tempfile.mkdtemp(prefix="speedrun-pool-"), gpus=tuple(discover_gpus(gpus_override)))
+                   pool_dir=tempfile.mkdtemp(prefix="speedrun-pool-"), gpus=tuple(discover_gpus(gpus_override)),
+                   owner=process_token())
 
 
 class SpeedrunSession:
@@ -132,6 +134,7 @@ class SpeedrunSession:
             max_memory_bytes=s.max_memory_bytes,
             lease=no_lease if slurm else (lambda: self.pool.lease(gpus, cores, who=who)),
             compile_cache=s.cache_dir / "compile", session_id=self.info.session_id, progress=progress,
+            store=store_id(s.results_dir), owner=self.info.owner,
             launch=self.launcher(), gpus=gpus if slurm else None,
             placement=self._slurm_placement(gpus) if slurm else None,
         )
@@ -230,6 +233,15 @@ class SpeedrunSession:
     def progress_log(self, worker: str) -> Path:
         """Where a worker's live progress lines go under xdist (named in the summary)."""
         return self.settings.results_dir / self.info.session_id / f"progress-{worker}.log"
+
+    def end_orphans(self) -> str:
+        """Before anything is timed: end local runs that dead sessions of this results store left running (they
+        would compete with this session's timed runs). One line saying what was ended, or ""."""
+        ended = end_orphans(store_id(self.settings.results_dir))
+        if not ended:
+            return ""
+        return (f"speedrun: ended {sum(ended.values())} process(es) of runs left running by dead session(s) "
+                f"{', '.join(sorted(ended))} of this results store")
 
     def close(self) -> None:
         """Release this process's leases. The owner (the controller, or the only process) also kills anything a

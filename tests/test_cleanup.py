@@ -65,8 +65,12 @@ def _wait_for_pids(record: Path, count: int, timeout: float = 60) -> list[int]:
     raise AssertionError(f"runs did not start; {record} holds {record.read_text() if record.exists() else None}")
 
 
-def _assert_all_dead(pids: list[int]) -> None:
-    deadline = time.monotonic() + 10
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def _assert_all_dead(pids: list[int], within_s: float = 10) -> None:
+    deadline = time.monotonic() + within_s
     while any(_alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert [p for p in pids if _alive(p)] == [], "orphan processes survived"
@@ -86,11 +90,52 @@ def test_a_signal_to_pytest_leaves_no_orphans(tmp_path: Path, cache_dir: Path, s
 def test_a_crashed_xdist_worker_leaves_no_orphans(tmp_path: Path, cache_dir: Path) -> None:
     proc, record = _start(tmp_path, cache_dir, "-n", "2", "--speedrun-timeout=8")
     pids = _wait_for_pids(record, 1)
-    run_pid = pids[0]
-    # The run's python is a child of the worker: kill that worker outright.
-    worker = int(Path(f"/proc/{run_pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    # The run's python is a child of the pump, a child of the worker: kill that worker outright.
+    pump = _parent(pids[0])
+    worker = _parent(pump)
     os.kill(worker, signal.SIGKILL)
     out, _ = proc.communicate(timeout=120)
-    assert b"crashed" in out or b"worker" in out
+    assert b"crashed while running" in out, out.decode(errors="replace")[-2000:]
     all_pids = [int(p) for p in record.read_text().split()]
     _assert_all_dead(all_pids)
+
+
+@pytest.mark.parametrize("nproc", [1, 2], ids=["python", "torchrun"])
+def test_a_run_dies_with_a_sigkilled_pytest(tmp_path: Path, cache_dir: Path, nproc: int) -> None:
+    """SIGKILL gives pytest no chance to clean up: the pump between pytest and the run sees its parent die and
+    ends the run (torchrun, its ranks and their children included)."""
+    proc, record = _start(tmp_path, cache_dir, f"--speedrun-nproc={nproc}")
+    pids = _wait_for_pids(record, nproc)
+    pump = pids[0]
+    while _parent(pump) != proc.pid:  # the run's ancestor right below pytest
+        pump = _parent(pump)
+    proc.kill()
+    proc.communicate(timeout=60)
+    _assert_all_dead([*pids, pump], within_s=30)
+
+
+def test_a_new_session_ends_runs_of_a_dead_session_of_its_store_and_spares_live_ones(
+        tmp_path: Path, cache_dir: Path) -> None:
+    from pytest_speedrun import runner
+
+    store = runner.store_id(tmp_path / ".speedrun")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead_owner = runner.process_token(gone.pid)
+    gone.wait()
+    sleep = [sys.executable, "-c", "import time; time.sleep(120)"]
+
+    def left_running(owner: str, session: str) -> subprocess.Popen:
+        env = {**os.environ, runner.STORE_MARKER: store, runner.OWNER_MARKER: owner, runner.SESSION_MARKER: session}
+        return subprocess.Popen(sleep, env=env, start_new_session=True)
+    orphan = left_running(dead_owner, "deadsession")
+    live = left_running(runner.process_token(), "livesession")  # this test process plays the live session
+    try:
+        time.sleep(0.5)
+        proc, _ = _start(tmp_path, cache_dir, "--speedrun-timeout=1", "-k", "hang01")
+        out, _ = proc.communicate(timeout=120)
+        assert orphan.wait(timeout=30) == -signal.SIGKILL
+        assert live.poll() is None
+        assert b"ended 1 process(es) of runs left running by dead session(s) deadsession" in out, out[-2000:]
+    finally:
+        live.kill()
+        orphan.kill()
