@@ -12,6 +12,8 @@ from importlib.metadata import entry_points
 
 from ..errors import UsageError
 from .base import Agent
+from .coding import PRESETS as CODING_PRESETS
+from .coding import make_coding_agent
 from .command import CommandAgent
 from .llm import PRESETS, make_llm_agent
 from .static import BaselineAgent, OracleAgent
@@ -23,6 +25,8 @@ BUILTINS: dict[str, Factory] = {
     "baseline": lambda arg: BaselineAgent(),
     "oracle": lambda arg: OracleAgent(),
     "command": lambda arg: CommandAgent(arg or ""),
+    # Coding-agent CLIs as command agents (coding.py); the text after the colon is the model.
+    **{name: (lambda arg, name=name: make_coding_agent(name, arg)) for name in CODING_PRESETS},
     # LLM presets with their defaults and the environment; the plugin passes factories that also read the
     # pyproject/ini tables and the CLI options (`llm_factories`).
     **{name: (lambda arg, name=name: make_llm_agent(name, arg)) for name in PRESETS},
@@ -35,8 +39,9 @@ def _entry_point_factories() -> dict[str, Factory]:
 
 def available_agents(extra: dict[str, Factory] | None = None) -> list[str]:
     names = set(BUILTINS) | {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)} | set(extra or {})
-    # The offline agents first, then the LLM presets.
-    return sorted((f"{n}:<shell command>" if n == "command" else n for n in names), key=lambda n: (n in PRESETS, n))
+    # The offline agents first, then the coding-agent presets, then the LLM presets.
+    return sorted((f"{n}:<shell command>" if n == "command" else n for n in names),
+                  key=lambda n: (n in PRESETS, n in CODING_PRESETS, n))
 
 
 def make_agent(spec: str, extra: dict[str, Factory] | None = None) -> Agent:
