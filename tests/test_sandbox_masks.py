@@ -425,8 +425,8 @@ def test_an_installed_wheel_hides_its_packaged_suites(host_dir: Path, bwrap: San
     elsewhere.mkdir()
     (wheel,) = dist.glob("*.whl")
     proc = subprocess.run([sys.executable, "-c", WHEEL_PROBE, str(elsewhere), json.dumps(FIND), str(wheel)],
-                          cwd=elsewhere,
-                          capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(site)})
+                          cwd=elsewhere, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(site)})
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["module"].startswith(str(site))
