@@ -44,7 +44,7 @@ from .sandbox import probe as probe_sandbox
 from .settings import Settings, default_data_dir
 from .slurm import SlurmConfig, SlurmLauncher
 from .slurm_ledger import JobLedger
-from .smoke import smoke_dataset
+from .smoke import smoke_dataset, smoke_task
 from .tasks import Task, adhoc_task
 
 
@@ -192,9 +192,9 @@ class SpeedrunSession:
     def run_smoke(self, task: Task, name: str, on_wait=None, progress=None) -> ItemResult:
         """A few steps of the task's start script on small generated shards (see smoke.py)."""
         s = self.settings
-        task = resolve_task(task, s.cache_dir)
-        settings = self.run_settings(task, name, on_wait, dataset=smoke_dataset(s.cache_dir, task.dataset),
-                                     progress=progress)
+        dataset = smoke_dataset(s.cache_dir, task.dataset)
+        task = smoke_task(resolve_task(task, s.cache_dir), dataset)
+        settings = self.run_settings(task, name, on_wait, dataset=dataset, progress=progress)
         settings = replace(settings, timeout_s=s.timeout_s or 900.0)
         return run_smoke(task, settings, item_dir(s.results_dir, self.info.session_id, name))
 

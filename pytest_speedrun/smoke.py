@@ -8,10 +8,12 @@ through this module, so the rewrite cannot leak into a scored run.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 from .data import Dataset, ensure_generated_dataset, ensure_tiny_dataset
 from .errors import SpeedrunError
+from .tasks import Task
 
 SMOKE_STEPS = 20
 # 512 sequences of 1024 tokens: a multiple of every record's per-step val batch on 1 or 8 GPUs.
@@ -38,3 +40,11 @@ def smoke_dataset(cache_dir: Path, dataset: str) -> Dataset:
         return ensure_tiny_dataset(cache_dir)
     return ensure_generated_dataset(cache_dir / "smoke-data", train_shards=1, tokens_per_train_shard=4 << 20,
                                     val_tokens=SMOKE_VAL_TOKENS + 1024, val_tokens_contract=SMOKE_VAL_TOKENS)
+
+
+def smoke_task(task: Task, dataset: Dataset) -> Task:
+    """`task` with the env contract's NANOGPT_VAL_TOKENS capped at what the smoke shards hold: the NanoGPT
+    manifests' 10,485,760 would outrun the small val shard (records 12+ stop with StopIteration at its end)."""
+    wanted = int(task.launch.env.get("NANOGPT_VAL_TOKENS", dataset.val_tokens))
+    env = {**task.launch.env, "NANOGPT_VAL_TOKENS": str(min(wanted, dataset.val_tokens))}
+    return replace(task, launch=replace(task.launch, env=env))

@@ -29,3 +29,15 @@ def test_a_one_gpu_run_goes_through_torchrun_as_the_records_expect(tmp_path: Pat
 
 def test_a_one_process_cpu_run_stays_plain_python(tmp_path: Path) -> None:
     assert runner.command_for(_spec(tmp_path, gpus=0)) == [sys.executable, str(tmp_path / "train_gpt2.py")]
+
+
+def test_smoke_runs_ask_for_no_more_val_tokens_than_the_smoke_shard_holds(tmp_path: Path) -> None:
+    from pytest_speedrun.smoke import SMOKE_VAL_TOKENS, smoke_dataset, smoke_task
+    from pytest_speedrun.tasks import find_suite, load_suite
+
+    task19 = next(t for t in load_suite(find_suite("nanogpt")) if t.id == "task19")
+    fineweb = smoke_dataset(tmp_path, "fineweb")
+    assert task19.launch.env["NANOGPT_VAL_TOKENS"] == "10485760"
+    assert smoke_task(task19, fineweb).launch.env["NANOGPT_VAL_TOKENS"] == str(SMOKE_VAL_TOKENS)
+    tiny02 = next(t for t in load_suite(find_suite("tiny")) if t.id == "tiny02")
+    assert smoke_task(tiny02, smoke_dataset(tmp_path, "tiny")).launch.env == tiny02.launch.env
