@@ -46,9 +46,40 @@ def judge(outcome: RunOutcome, metrics: Metrics | None, metrics_error: str | Non
     if metrics.last_train_time_ms is not None and metrics.train_time_ms < metrics.last_train_time_ms:
         return Verdict(TAMPERED, (f"final train_time {metrics.train_time_ms:.0f} ms is below the last training-step "
                                   f"train_time {metrics.last_train_time_ms:.0f} ms",))
+    if one_n := one_n_reasons(metrics):
+        return Verdict(TAMPERED, tuple(one_n))
     if metrics.val_loss > target_val_loss:
         return Verdict(INVALID, (f"val_loss {metrics.val_loss:.4f} > target {target_val_loss:.4f}",))
     return Verdict(PASSED)
+
+
+def _span(first: int, last: int) -> str:
+    return f"line {first}" if first == last else f"lines {first}-{last}"
+
+
+def one_n_reasons(metrics: Metrics) -> list[str]:
+    """One N per run: every step line claims the same total N (that of the final validation line), step numbers
+    never go back, and nothing is stepped after the final validation line. A run that stops early, at the first
+    validation under the target, and relabels that step as the last (`step:k/k`) selects its model on the test
+    data; a run that restarts or interleaves runs goes back. Log line numbers name the lines."""
+    reasons = []
+    final_n, where = metrics.steps, metrics.final_line
+    others = [t for t in metrics.step_totals if t.steps != final_n]
+    if others:
+        said = "; ".join(f"{_span(t.first_line, t.last_line)} ({t.count} step line{'s' * (t.count > 1)}) "
+                         f"say /{t.steps}" for t in others[:3])
+        reasons.append(f"the step lines do not agree on the number of steps: the final validation line (log line "
+                       f"{where}) says step:{metrics.step}/{final_n}, but {said} (one N per run; stopping early "
+                       "and relabelling the last step is model selection on the validation set)")
+    if metrics.step_back is not None:
+        line, step, prev_line, prev_step = metrics.step_back
+        reasons.append(f"step numbers go backwards: log line {line} says step {step} after log line {prev_line} "
+                       f"said step {prev_step}")
+    if metrics.lines_after_final is not None:
+        count, first = metrics.lines_after_final
+        reasons.append(f"{count} step line(s) follow the final validation line (log line {where}), from log line "
+                       f"{first}: the run went on after reporting its result")
+    return reasons
 
 
 # --- suspicious results -----------------------------------------------------------------------------------

@@ -8,6 +8,9 @@ line. Rules that keep echoed source code and printed fakes out (see shared/refer
 * when the script source is known, any log line that appears verbatim in it is ignored: a real result line
   is formatted at run time, so it never appears in the source;
 * training-step lines are progress only, never a result.
+
+Besides the result, parsing records where each claimed total N occurs and whether step numbers ever go back
+(`StepTotal`, `Metrics.step_back`): integrity.py turns these into the one-N rule.
 """
 
 from __future__ import annotations
@@ -36,6 +39,16 @@ TRAIN_LINE_OLD = re.compile(rf"^step\s+(\d+)/(\d+) \| train loss ({_NUM}) \|.*\(
 
 
 @dataclass(frozen=True)
+class StepTotal:
+    """The step lines (training and validation) of a run that claim one total N: how many, and where."""
+
+    steps: int
+    count: int
+    first_line: int  # 1-based line numbers in the log file
+    last_line: int
+
+
+@dataclass(frozen=True)
 class Metrics:
     """The final result of a run, plus the progress figures used for cross-checks."""
 
@@ -46,6 +59,11 @@ class Metrics:
     last_train_step: int | None = None
     last_train_time_ms: float | None = None  # cumulative train_time of the last training-step line (records 4+)
     val_lines: int = 0
+    step_totals: tuple[StepTotal, ...] = ()  # one per distinct N the step lines claim, in order of appearance
+    step_back: tuple[int, int, int, int] | None = None  # first step number below its predecessor's:
+    # (log line, step, previous log line, previous step)
+    final_line: int | None = None  # log line of the final validation line
+    lines_after_final: tuple[int, int] | None = None  # (count, first log line) of step lines after it
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -61,24 +79,31 @@ class Progress:
     last_train_time_ms: float | None
 
 
-def _lines(text: str, source: str | None) -> list[str]:
+def _lines(text: str, source: str | None) -> list[tuple[int, str]]:
+    """(1-based line number in the log, stripped line) of the lines that can carry steps or results."""
+    first = 1
     if SEPARATOR in text:
-        text = text.rsplit(SEPARATOR, 1)[1]
+        head, text = text.rsplit(SEPARATOR, 1)
+        first = head.count("\n") + 1
     echoed = {ln.strip() for ln in source.splitlines()} if source else set()
     out = []
-    for raw in text.splitlines():
+    for i, raw in enumerate(text.splitlines()):
         line = _RANK_PREFIX.sub("", raw.strip()).strip()
         if line and line not in echoed:
-            out.append(line)
+            out.append((first + i, line))
     return out
 
 
 def scan(text: str, source: str | None = None) -> tuple[list[tuple[int, int, float, float]], Progress,
-                                                         tuple[int | None, float | None]]:
+                                                         tuple[int | None, float | None],
+                                                         list[tuple[int, int, int, bool]]]:
+    """(validation lines as (step, N, val_loss, train_time), progress, last training step and its train_time,
+    every step line as (log line, step, N, is_validation))."""
     vals: list[tuple[int, int, float, float]] = []
+    marks: list[tuple[int, int, int, bool]] = []
     last_train: tuple[int | None, float | None] = (None, None)
     step = steps = None
-    for line in _lines(text, source):
+    for lineno, line in _lines(text, source):
         if m := VAL_LINE.match(line):
             s, n = int(m.group(1)), int(m.group(2))
             vals.append((s, n, float(m.group(3)), float(m.group(4))))
@@ -90,14 +115,32 @@ def scan(text: str, source: str | None = None) -> tuple[list[tuple[int, int, flo
         elif m := TRAIN_LINE_OLD.match(line):
             step, steps = int(m.group(1)), int(m.group(2))
             last_train = (step, None)
+        else:
+            continue
+        marks.append((lineno, step, steps, m.re is VAL_LINE))
     progress = Progress(step=step, steps=steps, last_val_loss=vals[-1][2] if vals else None,
                         last_train_time_ms=vals[-1][3] if vals else None)
-    return vals, progress, last_train
+    return vals, progress, last_train, marks
+
+
+def _step_facts(marks: list[tuple[int, int, int, bool]]) -> dict:
+    """Where each claimed N occurs, the first backward step, and the step lines after the final validation."""
+    totals: dict[int, list[int]] = {}
+    back = None
+    for i, (lineno, s, n, _) in enumerate(marks):
+        t = totals.setdefault(n, [0, lineno, lineno])
+        t[0], t[2] = t[0] + 1, lineno
+        if back is None and i and s < marks[i - 1][1]:
+            back = (lineno, s, marks[i - 1][0], marks[i - 1][1])
+    final = max(i for i, mark in enumerate(marks) if mark[3])
+    after = marks[final + 1:]
+    return dict(step_totals=tuple(StepTotal(n, c, f, last) for n, (c, f, last) in totals.items()), step_back=back,
+                final_line=marks[final][0], lines_after_final=(len(after), after[0][0]) if after else None)
 
 
 def parse_text(text: str, source: str | None = None) -> Metrics:
     """Return the final result in `text`, or raise MetricsError with one clear line saying why there is none."""
-    vals, progress, last_train = scan(text, source)
+    vals, progress, last_train, marks = scan(text, source)
     if not vals:
         where = f" (last step seen: {progress.step}/{progress.steps})" if progress.step is not None else ""
         raise MetricsError(f"no validation line in the log{where}; the run did not report a result")
@@ -108,7 +151,7 @@ def parse_text(text: str, source: str | None = None) -> Metrics:
     if not math.isfinite(loss) or not math.isfinite(ms):
         raise MetricsError(f"the final validation line has val_loss={loss} train_time={ms}ms, not finite numbers")
     return Metrics(val_loss=loss, train_time_ms=ms, step=s, steps=n, last_train_step=last_train[0],
-                   last_train_time_ms=last_train[1], val_lines=len(vals))
+                   last_train_time_ms=last_train[1], val_lines=len(vals), **_step_facts(marks))
 
 
 def parse_log(path: Path, script: Path | None = None) -> Metrics:
