@@ -14,7 +14,7 @@ import pytest
 from fakes import write_suite
 from pytest_speedrun import runner
 from pytest_speedrun.agents import AgentContext, AgentResources, make_agent
-from pytest_speedrun.agents.coding import PRESETS, coding_prompt
+from pytest_speedrun.agents.coding import PRESETS, coding_prompt, credential_paths
 from pytest_speedrun.agents.registry import available_agents
 from pytest_speedrun.errors import AgentError, UsageError
 from pytest_speedrun.harness import prepare_workspace
@@ -260,3 +260,10 @@ def test_claude_code_preset_through_the_plugin_keeps_its_key_from_the_run(run, t
     assert "ANTHROPIC_API_KEY" not in json.loads(run_env.read_text())  # the timed run's environment
     (record,) = [json.loads(line) for line in (pytester.path / ".speedrun" / "results.jsonl").read_text().splitlines()]
     assert record["agent"] == "claude-code" and record["usage"]["cost_usd"] == 0.0123
+
+
+def test_credential_paths_name_every_tools_sign_in(tools) -> None:
+    home = Path(os.environ["HOME"])
+    paths = set(credential_paths())
+    assert {home / ".claude/.credentials.json", home / ".codex/auth.json",
+                             home / ".gemini/oauth_creds.json", home / ".aider"} <= paths

@@ -303,7 +303,7 @@ class Codex(CodingAgent):
 
     preset, executable, tested = "codex", "codex", "0.171.0"
     install = "npm install -g @openai/codex"
-    example_model = "gpt-5-codex"
+    example_model = "gpt-5.2-codex"
     key_vars = ("CODEX_API_KEY", "OPENAI_API_KEY", "CODEX_ACCESS_TOKEN")
 
     def argv(self, ctx: AgentContext | None) -> list[str]:
@@ -465,3 +465,13 @@ PRESETS: dict[str, type[CodingAgent]] = {cls.preset: cls for cls in (ClaudeCode,
 
 def make_coding_agent(name: str, model: str | None = None) -> CodingAgent:
     return PRESETS[name](model)
+
+
+def credential_paths(env: Mapping[str, str] | None = None) -> tuple[Path, ...]:
+    """Every file or directory where the presets' tools keep a sign-in or their state (~/.claude, ~/.codex,
+    ~/.gemini, ~/.aider, ...), existing or not: what a training run has no business reading (a sandbox can
+    mask them; training runs inherit HOME)."""
+    env = os.environ if env is None else env
+    paths = {path for cls in PRESETS.values() for agent in (cls(None),)
+             for path in (*agent.state_paths(env), *agent.credential_files(env))}
+    return tuple(sorted(paths, key=str))
