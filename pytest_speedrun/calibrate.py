@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
 import shutil
@@ -23,9 +24,11 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from . import noise
 from .dataguard import full_sha256
 from .errors import CalibrationError
-from .harness import SCRIPT_NAME, RunSettings, execute_script
+from .harness import SCRIPT_NAME, Execution, RunSettings, execute_script
+from .noise import ASSUMED_CV, CONTROL_RUNS, Spread, pooled_spread, shift_check
 from .results import write_atomic
 from .scoring import Reference
 from .tasks import ScriptRef, Task
@@ -91,21 +94,34 @@ def fingerprint_id(fp: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()[:12]
 
 
-
-
 RETRY_RUNS = 3  # runs per record when a first measurement found the next record not faster
+MAX_RUNS_KEPT = 30  # runs an entry accumulates across sessions (the most recent)
+RETRIES_DISTURBED = 2  # extra attempts of a calibration run that something else on the machine disturbed
+
+
+def disturbance(ex: Execution) -> str:
+    return noise.disturbance(ex.contention, ex.cpu)
+
+
+def geometric_mean(times: list[float]) -> float:
+    return math.exp(statistics.fmean(math.log(t) for t in times))
 
 
 @dataclass(frozen=True)
 class Calibrator:
+    """Reference times on this machine. Within a session (`settings.session_id`), the first use of a cached
+    fingerprint runs a control check: `noise.CONTROL_RUNS` runs of `control` (the suite's cheapest record)
+    compared with its cached runs. If they agree, the control runs join the cache and every cached reference
+    of the fingerprint counts as re-checked; if not, the machine moved and every reference is measured again."""
+
     cache_dir: Path
     settings: RunSettings
     runs: int = 1
     force_before: float | None = None  # re-measure entries measured before this time (--speedrun-calibrate)
+    control: Task | None = None  # its target record is the control script of the session check
+    session_started: float | None = None
 
-    def measure(self, task: Task, ref: ScriptRef, lookup_only: bool = False) -> tuple[dict | None, str]:
-        """The calibration entry of `ref` on this machine (median train_time_ms, steps, untimed_s, the raw
-        runs) and the fingerprint id; cached. With `lookup_only`, never run: None when nothing is cached."""
+    def _paths(self, task: Task, ref: ScriptRef) -> tuple[Path, Path, dict, str]:
         if ref.path is None:
             raise CalibrationError(f"task {task.id}: cannot calibrate {ref.describe()}: script not available locally")
         nproc = self.settings.nproc or task.launch.nproc_per_node
@@ -117,65 +133,144 @@ class Calibrator:
         key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
         root = self.cache_dir / "calibration"
         root.mkdir(parents=True, exist_ok=True)
-        entry_path = root / f"{key}.json"
+        return root, root / f"{key}.json", fp, fid
+
+    def measure(self, task: Task, ref: ScriptRef, lookup_only: bool = False, runs: int | None = None,
+                ) -> tuple[dict | None, str]:
+        """The calibration entry of `ref` on this machine (mean train_time_ms, its runs, steps, untimed_s) and the
+        fingerprint id; cached. With `lookup_only`, never run: None when nothing is cached."""
+        root, entry_path, fp, fid = self._paths(task, ref)
         if lookup_only:
-            return self._load(entry_path), fid
-        with FileLock(str(root / f"{key}.lock")):
-            entry = self._load(entry_path)
+            return self._load(entry_path, runs), fid
+        with FileLock(str(entry_path.with_suffix(".lock"))):
+            entry = self._load(entry_path, runs)
             if entry is None:
-                entry = self._run(task, ref, root / key, fp, fid)
+                entry = self._run(task, ref, entry_path.with_suffix(""), fp, fid, runs or self.runs)
                 write_atomic(entry_path, json.dumps(entry, indent=2, sort_keys=True) + "\n")
         return entry, fid
 
-    def _load(self, path: Path) -> dict | None:
+    def _load(self, path: Path, runs: int | None = None) -> dict | None:
         try:
             entry = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
         if self.force_before is not None and entry.get("measured_at", 0) < self.force_before:
             return None
-        if len(entry.get("train_times_ms", [])) < self.runs or "untimed_s" not in entry:
+        if len(entry.get("train_times_ms", [])) < (runs or self.runs) or "untimed_s" not in entry:
             return None
         return entry
 
-    def _run(self, task: Task, ref: ScriptRef, work: Path, fp: dict, fid: str) -> dict:
+    def _one(self, task: Task, script: Path, log: Path, seed: int, name: str) -> tuple[Execution, str]:
+        """One calibration run, run again (up to RETRIES_DISTURBED times) while the machine disturbed it."""
+        for _ in range(RETRIES_DISTURBED + 1):
+            log.unlink(missing_ok=True)  # a retried run's log replaces the disturbed one's
+            ex = execute_script(script, task, self.settings, seed=seed, log_path=log)
+            if not ex.verdict.passed or ex.metrics is None:
+                raise CalibrationError(
+                    f"calibrating {name} for {task.id} failed: {ex.verdict.status} "
+                    f"({'; '.join(ex.verdict.reasons)}); log: {log}")
+            why = disturbance(ex)
+            if not why:
+                return ex, ""
+        return ex, why
+
+    def _run(self, task: Task, ref: ScriptRef, work: Path, fp: dict, fid: str, runs: int) -> dict:
         assert ref.path is not None
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         script = work / SCRIPT_NAME
         shutil.copyfile(ref.path, script)
-        times, losses, untimed = [], [], []
-        for i in range(self.runs):
-            ex = execute_script(script, task, self.settings, seed=i, log_path=work / f"run{i}.log")
-            if not ex.verdict.passed or ex.metrics is None:
-                raise CalibrationError(
-                    f"calibrating {ref.path.name} for {task.id} failed: {ex.verdict.status} "
-                    f"({'; '.join(ex.verdict.reasons)}); log: {work / f'run{i}.log'}")
+        times, losses, untimed, disturbed = [], [], [], []
+        for i in range(runs):
+            ex, why = self._one(task, script, work / f"run{i}.log", seed=i, name=ref.path.name)
+            assert ex.metrics is not None
             times.append(ex.metrics.train_time_ms)
             losses.append(ex.metrics.val_loss)
             untimed.append(ex.outcome.wall_s - ex.metrics.train_time_ms / 1000.0)
-        return {"train_time_ms": statistics.median(times), "train_times_ms": times, "val_losses": losses,
-                "steps": ex.metrics.steps, "untimed_s": statistics.median(untimed),
+            if why:
+                disturbed.append(why)
+        return {"train_time_ms": geometric_mean(times), "train_times_ms": times, "val_losses": losses,
+                "steps": ex.metrics.steps, "untimed_s": statistics.median(untimed), "disturbed": disturbed,
                 "script": str(ref.path), "fingerprint": fp, "fingerprint_id": fid, "measured_at": time.time()}
 
+    def spread(self, fid: str) -> Spread:
+        """The run-to-run spread pooled over every current entry of this fingerprint (assumed if none has 2+ runs)."""
+        groups = []
+        for path in (self.cache_dir / "calibration").glob("*.json"):
+            try:
+                entry = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if entry.get("fingerprint_id") == fid and entry.get("measured_at", 0) >= (self.force_before or 0):
+                groups.append(entry.get("train_times_ms", []))
+        return pooled_spread(groups) or Spread(ASSUMED_CV, None)
+
+    def session_check(self) -> dict:
+        """Once per session and fingerprint: the control check (see the class). Returns {"state": "fresh" |
+        "re-checked" | "re-measured", "at": when, "check": what it found}; {} without a control or session."""
+        if self.control is None or not self.settings.session_id or self.control.target.script.path is None:
+            return {}
+        task, ref = self.control, self.control.target.script
+        root, entry_path, fp, fid = self._paths(task, ref)
+        marker = root / f"check-{fid}-{self.settings.session_id}.json"
+        with FileLock(str(root / f"check-{fid}.lock")):
+            try:
+                return json.loads(marker.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                pass
+            at = time.time()
+            cached = self._load(entry_path, 1)
+            if cached is None:  # nothing to check: everything is measured now, the control CONTROL_RUNS times
+                self.measure(task, ref, runs=max(CONTROL_RUNS, self.runs))
+                result = {"state": "fresh", "at": at, "check": "nothing cached"}
+            else:
+                spread = self.spread(fid)
+                fresh = self._run(task, ref, entry_path.with_suffix(""), fp, fid, CONTROL_RUNS)
+                check = shift_check(fresh["train_times_ms"], cached["train_times_ms"], spread)
+                if check.moved:  # the new runs are the control's entry now; every older entry is stale
+                    entry = fresh
+                else:
+                    times = (cached["train_times_ms"] + fresh["train_times_ms"])[-MAX_RUNS_KEPT:]
+                    entry = {**cached, "train_times_ms": times, "train_time_ms": geometric_mean(times),
+                             "val_losses": (cached.get("val_losses", []) + fresh["val_losses"])[-MAX_RUNS_KEPT:],
+                             "checked_at": at}
+                write_atomic(entry_path, json.dumps(entry, indent=2, sort_keys=True) + "\n")
+                result = {"state": "re-measured" if check.moved else "re-checked", "at": at,
+                          "check": check.describe(), "spread": spread.describe()}
+            write_atomic(marker, json.dumps(result, sort_keys=True) + "\n")
+        return result
+
     def reference(self, task: Task) -> Reference:
-        """t_i and t_{i+1} for `task`. Tasks with `reference.source = "calibrate"` (the tiny suite) are measured
-        here when not cached. Others (the paper's times) use calibrated times when this machine's fingerprint
-        has them (`pytest-speedrun calibrate`, or `--speedrun-calibrate` to measure now), else the manifest's."""
+        """t_i and t_{i+1} for `task`, with their runs and the machine's spread. Tasks with `reference.source =
+        "calibrate"` (the tiny suite) are measured here when not cached, after the session's control check.
+        Others (the paper's times) use calibrated times when this machine's fingerprint has them
+        (`pytest-speedrun calibrate`, or `--speedrun-calibrate` to measure now), else the manifest's, with an
+        assumed spread."""
         measure_now = task.reference == "calibrate" or self.force_before is not None
+        check = self.session_check() if measure_now else {}
+        if check.get("state") == "re-measured":
+            self = replace(self, force_before=max(self.force_before or 0.0, check["at"]))
         start, fid = self.measure(task, task.start.script, lookup_only=not measure_now)
         target, _ = self.measure(task, task.target.script, lookup_only=not measure_now)
         if start is None or target is None:
             return Reference(task.start.train_time_ms, task.target.train_time_ms, "manifest",
-                             start_steps=task.start.steps)
+                             start_steps=task.start.steps, spread=Spread(ASSUMED_CV, None), state="manifest")
         t_start, t_target = float(start["train_time_ms"]), float(target["train_time_ms"])
         if t_target >= t_start and measure_now and self.runs < RETRY_RUNS:
-            # Almost always a hiccup of a busy machine on a single run: measure both again, RETRY_RUNS runs each
-            # (medians), before calling the task unscorable here.
+            # Almost always a hiccup of a busy machine on a single run: measure both again, RETRY_RUNS runs each,
+            # before calling the task unscorable here.
             return replace(self, runs=RETRY_RUNS, force_before=time.time()).reference(task)
         if t_target >= t_start:
             raise CalibrationError(
                 f"task {task.id}: on this machine the target record took {t_target:.0f} ms, not less than the start "
                 f"record's {t_start:.0f} ms, so FSR is undefined; re-measure with --speedrun-calibrate")
+        started = self.session_started or 0.0
+        measured_now = max(start["measured_at"], target["measured_at"]) >= started > 0
+        state = check.get("state", "fresh" if measured_now else "cached")
+        if state == "re-checked" and measured_now:
+            state = "fresh"
+        disturbed = tuple(start.get("disturbed", [])) + tuple(target.get("disturbed", []))
         return Reference(t_start, t_target, f"calibrated:{fid}", start_steps=start["steps"],
-                         start_untimed_s=start["untimed_s"])
+                         start_untimed_s=start["untimed_s"], n_start=len(start["train_times_ms"]),
+                         n_target=len(target["train_times_ms"]), spread=self.spread(fid), state=state,
+                         disturbed=disturbed)

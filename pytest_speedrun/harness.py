@@ -17,7 +17,7 @@ from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-from . import __version__, integrity, metrics, replay, results, runner, stats, timeline
+from . import __version__, integrity, metrics, noise, replay, results, runner, stats, timeline
 from .agents.base import Agent, AgentContext, NodeResult
 from .answers import task_answer_holders
 from .data import Dataset
@@ -178,6 +178,15 @@ class ItemResult:
     wall_s: float | None = None
     speedup: float | None = None
     fsr: float | None = None
+    fsr_low: float | None = None  # the 95% interval of the FSR (noise.fsr_interval)
+    fsr_high: float | None = None
+    noise: str = ""  # the run-to-run spread the interval rests on, e.g. "0.85% run-to-run CV (measured, 6 ...)"
+    reference_state: str = ""  # fresh | re-checked | re-measured | cached | manifest (calibrate.py)
+    train_time_observed_ms: float | None = None  # the harness's own clock (timeline.py), mean over the runs
+    train_times_observed_ms: tuple[float, ...] = ()  # per run, with repeats
+    disturbed: str = ""  # why the machine may have slowed the scored runs ("" if it did not)
+    queued_s: float = 0.0  # how long the runs waited for their cores/GPUs (other runs held them)
+    note: str = ""  # one summary line when the interval is wider than ±0.2 (noise.advice)
     repeats: int = 1
     val_losses: tuple[float, ...] = ()
     train_times_ms: tuple[float, ...] = ()
@@ -275,7 +284,8 @@ class NodeRunner:
                           val_loss=m.val_loss if m else None, train_time_ms=m.train_time_ms if m else None,
                           wall_s=round(ex.outcome.wall_s, 3), fsr=fsr, script_path=str(script), parent=parent,
                           note=note, kind=kind, log_excerpt=runner.tail(node_dir / "run.log", 30),
-                          slurm_job_id=ex.outcome.job_id, reused_from=reused_from)
+                          slurm_job_id=ex.outcome.job_id, reused_from=reused_from,
+                          train_time_observed_ms=ex.timeline.train_time_observed_ms if ex.timeline else None)
         results.write_atomic(node_dir / "node.json", json.dumps(node.to_json(), indent=2, default=str) + "\n")
         self.results.append(node)
         self.executions.append((ex, tampered))
@@ -389,13 +399,29 @@ def _judge_runs(req: ItemRequest, base: dict, runs: list[Execution], tampered: l
             sc = score(mean_time, ref.t_start_ms, ref.t_target_ms)
         except ValueError:
             sc = None
+    observed = [ex.timeline.train_time_observed_ms for ex in done
+                if ex.timeline is not None and ex.timeline.train_time_observed_ms is not None]
+    disturbed = next((why for ex in done if (why := noise.disturbance(ex.contention, ex.cpu))), "")
+    interval, note = None, ""
+    if sc is not None and mean_time is not None:
+        slowdown = max(noise.slowdown_bound(ex.contention, ex.cpu) for ex in done)
+        interval = noise.fsr_interval(sc.fsr, mean_time, len(times), ref.t_start_ms, ref.n_start, ref.t_target_ms,
+                                      ref.n_target, ref.spread, slowdown)
+        note = noise.advice(task.id, interval, sc.fsr, mean_time, ref.t_start_ms, ref.t_target_ms, ref.spread)
+        if disturbed:
+            note = (f"{task.id}: the machine was too noisy for a firm score ({disturbed}); its interval allows a "
+                    f"{slowdown:.0%} slowdown")
     return ItemResult(
         **base, status=verdict.status, reasons=verdict.reasons, log_path=str(first.outcome.log_path),
         val_loss=statistics.fmean(losses) if losses else None, train_time_ms=mean_time,
         train_time_std_ms=statistics.stdev(times) if len(times) > 1 else None,
         step=m.step if m else None, steps=m.steps if m else None,
         wall_s=round(sum(ex.outcome.wall_s for ex in runs), 3), speedup=sc.speedup if sc else None,
-        fsr=sc.fsr if sc else None, val_losses=losses if len(runs) > 1 else (),
+        fsr=sc.fsr if sc else None, fsr_low=interval.low if interval else None,
+        fsr_high=interval.high if interval else None, noise=ref.spread.describe(), reference_state=ref.state,
+        train_time_observed_ms=statistics.fmean(observed) if observed else None,
+        train_times_observed_ms=tuple(observed) if len(runs) > 1 else (), disturbed=disturbed,
+        queued_s=round(sum(ex.queued_s for ex in runs), 3), note=note, val_losses=losses if len(runs) > 1 else (),
         train_times_ms=times if len(runs) > 1 else (), p_value=p_value, usage=dict(usage), finished=_now(),
         slurm_job_id=first.outcome.job_id, slurm_node=first.outcome.node, slurm_reattached=first.outcome.reattached,
     )

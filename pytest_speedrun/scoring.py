@@ -6,7 +6,9 @@ speedup was fully recovered, above 1 means faster than the next record.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+
+from .noise import ASSUMED_CV, Spread
 
 
 @dataclass(frozen=True)
@@ -18,6 +20,11 @@ class Reference:
     source: str  # "manifest" or "calibrated:<fingerprint id>"
     start_steps: int | None = None
     start_untimed_s: float | None = None  # start record's wall time outside train_time (calibrated only)
+    n_start: int = 1  # runs behind t_i and t_(i+1)
+    n_target: int = 1
+    spread: Spread = field(default_factory=lambda: Spread(ASSUMED_CV, None))  # run-to-run spread of train times
+    state: str = "manifest"  # fresh | re-checked | re-measured | cached | manifest (see calibrate.py)
+    disturbed: tuple[str, ...] = ()  # calibration runs the machine disturbed even after retries
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from .agents.base import Agent
 from .answers import session_answer_holders
 from .calibrate import Calibrator
 from .data import Dataset, ensure_tiny_dataset, fineweb_dataset
-from .errors import AgentError, MissingInput
+from .errors import AgentError, MissingInput, SpeedrunError
 from .fetch import resolve_task
 from .harness import (
     SCRIPT_NAME,
@@ -45,7 +45,7 @@ from .settings import Settings, default_data_dir
 from .slurm import SlurmConfig, SlurmLauncher
 from .slurm_ledger import JobLedger
 from .smoke import smoke_dataset, smoke_task
-from .tasks import Task, adhoc_task
+from .tasks import Task, adhoc_task, load_suite
 
 
 @dataclass(frozen=True)
@@ -175,7 +175,8 @@ class SpeedrunSession:
                                           item_dir(s.results_dir, self.info.session_id, name), key, start_source)
         run_settings = self.run_settings(task, name, on_wait, progress=progress)
         calibrator = Calibrator(cache_dir=s.cache_dir, settings=run_settings, runs=s.calibration_runs,
-                                force_before=self.info.started if s.calibrate else None)
+                                force_before=self.info.started if s.calibrate else None,
+                                control=control_task(task, s.cache_dir), session_started=self.info.started)
         reference = calibrator.reference(task)
         result = run_item(ItemRequest(
             task=task, agent=self.agent, regime=regime, seed=seed, settings=run_settings, reference=reference,
@@ -253,9 +254,21 @@ class SpeedrunSession:
             shutil.rmtree(self.info.pool_dir, ignore_errors=True)
 
 
+def control_task(task: Task, cache_dir: Path) -> Task | None:
+    """The task of `task`'s suite whose target record is the cheapest to run (by its manifest train time): its
+    runs are the session's control check of cached reference times (calibrate.py). None for ad-hoc tasks."""
+    try:
+        tasks = [t for t in load_suite(task.manifest.parent) if t.reference == task.reference]
+    except SpeedrunError:
+        return None
+    tasks = [t for t in tasks if t.target.script.path is not None]
+    return resolve_task(min(tasks, key=lambda t: (t.target.train_time_ms, t.id)), cache_dir) if tasks else None
+
+
 def outer_timeout_s(task: Task, settings: Settings, margin_s: float = 300.0) -> float:
     """pytest-timeout's outer safety net for an item: the agent, the calibration runs it may trigger and the run
     itself, plus a margin. The harness's own process-group kill at the run timeout comes first."""
     run_s = settings.timeout_s or task.launch.timeout_s
-    calibration_runs = 2 * settings.calibration_runs if task.reference == "calibrate" else 0
+    # both records (re-measured with more runs after an inverted first measurement), the session's control check
+    calibration_runs = 2 * max(settings.calibration_runs, 3) + 3 if task.reference == "calibrate" else 0
     return settings.agent_timeout_s + run_s * (1 + calibration_runs) + margin_s

@@ -1,0 +1,86 @@
+"""Timing noise arithmetic: pooled spread, FSR intervals, the runs that would narrow them, the stale check."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from pytest_speedrun import noise
+from pytest_speedrun.noise import Spread
+
+
+def test_pooled_spread_is_the_relative_sd_around_each_scripts_own_mean() -> None:
+    # Two scripts at very different speeds, the same 1% relative jitter: the pool sees 1%, not their difference.
+    a = [100 * math.exp(e) for e in (-0.01, 0.0, 0.01)]
+    b = [10 * math.exp(e) for e in (-0.01, 0.01)]
+    spread = noise.pooled_spread([a, b, [55.0]])
+    assert spread is not None and spread.df == 3
+    assert spread.cv == pytest.approx(math.sqrt((2e-4 + 2e-4) / 3), rel=1e-6)
+    assert noise.pooled_spread([[1.0], [2.0]]) is None
+
+
+def test_t_quantile_matches_tables() -> None:
+    assert noise.t_quantile(None) == pytest.approx(1.95996, abs=1e-4)
+    assert noise.t_quantile(2) == pytest.approx(4.3027, abs=1e-3)
+    assert noise.t_quantile(10) == pytest.approx(2.2281, abs=1e-3)
+
+
+def test_fsr_interval_matches_a_simulation_of_the_same_noise() -> None:
+    a, b, cv = 30_000.0, 18_000.0, 0.01
+    rng = random.Random(7)
+    draws = []
+    for _ in range(20_000):
+        ta, tb, tx = (t * math.exp(rng.gauss(0, cv)) for t in (a, b, b))
+        draws.append((ta - tx) / (ta - tb))
+    sd = (sum((d - 1) ** 2 for d in draws) / len(draws)) ** 0.5
+    half = noise.fsr_half_width(b, 1, a, 1, b, 1, Spread(cv, None))
+    assert half == pytest.approx(1.96 * sd, rel=0.05)
+
+
+def test_more_runs_narrow_the_interval_and_contention_widens_it_upwards() -> None:
+    spread = Spread(0.01, 20)
+    one = noise.fsr_interval(1.0, 18_000, 1, 30_000, 1, 18_000, 1, spread)
+    many = noise.fsr_interval(1.0, 18_000, 5, 30_000, 5, 18_000, 5, spread)
+    assert many.half < one.half / 2
+    slowed = noise.fsr_interval(1.0, 18_000, 1, 30_000, 1, 18_000, 1, spread, slowdown=0.1)
+    assert slowed.low == one.low and slowed.high > one.high + 0.1
+
+
+def test_runs_for_finds_the_cheapest_plan_or_says_none_exists() -> None:
+    # An amplification of 43 (the paper's task20): at 1% CV no plan up to 10 runs reaches ±0.1.
+    assert noise.runs_for(0.1, 97_000, 100_000, 97_700, Spread(0.01, None)) is None
+    reps, cal = noise.runs_for(0.1, 18_000, 30_000, 18_000, Spread(0.05, None))
+    assert noise.fsr_half_width(18_000, reps, 30_000, cal, 18_000, cal, Spread(0.05, None)) < 0.1
+    assert noise.runs_for(0.1, 18_000, 30_000, 18_000, Spread(0.005, None)) == (1, 1)
+
+
+def test_advice_only_for_intervals_wider_than_0_2() -> None:
+    narrow = noise.Interval(0.9, 1.1)
+    assert noise.advice("t", narrow, 1.0, 18_000, 30_000, 18_000, Spread(0.01, 9)) == ""
+    wide = noise.Interval(0.6, 1.4)
+    line = noise.advice("t", wide, 1.0, 18_000, 30_000, 18_000, Spread(0.05, 9))
+    assert line.startswith("t: FSR 1.00 ± 0.40 at 5.00% run-to-run CV (measured, 9 degrees of freedom)")
+    assert "--speedrun-repeats=" in line
+    hopeless = noise.advice("t", wide, 1.0, 97_000, 100_000, 97_700, Spread(0.01, None))
+    assert "no number of repeats or calibration runs" in hopeless and "(assumed)" in hopeless
+
+
+def test_shift_check_holds_for_the_same_machine_and_catches_a_slowdown() -> None:
+    spread = Spread(0.008, 12)
+    cached = [10_000 * math.exp(e) for e in (-0.008, 0.0, 0.008, 0.004, -0.004)]
+    same = [10_000 * math.exp(e) for e in (0.004, -0.006, 0.001)]
+    assert not noise.shift_check(same, cached, spread).moved
+    slow = [t * 1.03 for t in same]
+    check = noise.shift_check(slow, cached, spread)
+    assert check.moved and check.ratio == pytest.approx(1.03 * math.exp(-1e-3), rel=1e-3)
+    assert "moved" in check.describe()
+
+
+def test_disturbance_names_what_slowed_a_run() -> None:
+    assert noise.disturbance(0.0, {"others_busy": 0.05, "steal": 0.0}) == ""
+    assert "waited 5.0%" in noise.disturbance(0.05, {})
+    assert "other cores were 90% busy" in noise.disturbance(0.0, {"others_busy": 0.9})
+    assert noise.slowdown_bound(0.0, {"others_busy": 0.05}) == 0.0
+    assert noise.slowdown_bound(0.0, {"others_busy": 1.0}) == pytest.approx(noise.BUSY_SLOWDOWN)
