@@ -691,6 +691,7 @@ def val_path_reasons(start_source: str, solution_source: str, script_name: str =
             continue
         texts = {sol_lines[n - 1].strip() for n in p.lines if 0 < n <= len(sol_lines)}
         changed = [n for n in p.lines if 0 < n <= len(sol_lines) and sol_lines[n - 1].strip() not in start_texts]
+        changed.sort(key=lambda n: n != p.line)  # the printing line first: it is what a reviewer reads first
         detail = _quote(sol_lines, changed or [p.line])
         if not changed:
             missing = [n for n in start_path_lines if start_lines[n - 1].strip() not in texts]

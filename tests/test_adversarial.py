@@ -1,6 +1,7 @@
 """The adversarial corpus: every attack in tests/adversarial/ is caught with its expected status and reason.
 
-Each attack runs as a real `command:` agent on a tiny task (real torch training on the CPU)."""
+Each attack runs as a real `command:` agent on a tiny task (real torch training on the CPU). Attacks that the
+static rules catch from the source alone (`STATIC = True`) are also checked without training, in milliseconds."""
 
 from __future__ import annotations
 
@@ -10,6 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from pytest_speedrun.integrity import PASSED, SUSPICIOUS, TAMPERED
+from pytest_speedrun.static_rules import static_reasons
+from pytest_speedrun.tasks import find_suite, load_task
 
 pytest_plugins = ["pytester"]
 
@@ -50,3 +55,19 @@ def test_attack_is_caught(attack: str, pytester: pytest.Pytester, cache_dir: Pat
     assert record["status"] == module.EXPECTED_STATUS, (record["status"], record["reasons"])
     assert any(module.EXPECTED_REASON in r for r in record["reasons"]), record["reasons"]
     result.assert_outcomes(failed=1)
+
+
+STATIC_ATTACKS = [name for name in ATTACKS if getattr(_load(name), "STATIC", False)]
+
+
+@pytest.mark.parametrize("attack", STATIC_ATTACKS)
+def test_static_attack_is_caught_from_the_source_alone(attack: str, tmp_path: Path) -> None:
+    module = _load(attack)
+    task = load_task(find_suite("tiny") / f"{getattr(module, 'TASK', 'tiny04')}.toml")
+    start, target = task.start.script.path.read_text(), task.target.script.path.read_text()
+    common = sys.modules["_common"]  # imported by the attack's own `from _common import ...`
+    ctx = common.AttackContext(workspace=tmp_path, task_id=task.id, target_val_loss=task.target_val_loss)
+    tampered, suspicious = static_reasons(start, module.attack(start, ctx), target)
+    status = TAMPERED if tampered else SUSPICIOUS if suspicious else PASSED
+    assert status == module.EXPECTED_STATUS, tampered + suspicious
+    assert any(module.EXPECTED_REASON in r for r in tampered + suspicious), tampered + suspicious
