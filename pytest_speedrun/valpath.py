@@ -17,14 +17,15 @@ model's output on its way to the print (a factor, an offset, a constant, a min o
 elsewhere, fewer loop iterations, another divisor, a coarser format) changes it.
 
 Normalisations that the genuine records need, each value-preserving: `.item()`, `.detach()`, `.float()`,
-`.double()`, `.cpu()`, `.clone()` and `float()` are dropped; `all_reduce(..., op=AVG)` is dropped (a mean over
-ranks of per-rank means); numbers compare as floats (`0` is `0.0`); the operands of `+` and `*` are sorted.
+`.double()`, `.cpu()`, `.clone()` and `float()` are dropped; `all_reduce(..., op=AVG)` is taken out of the path
+and noted as a prefix (a mean over ranks commutes with the division by the step count); numbers compare as
+floats (`0` is `0.0`); the operands of `+` and `*` are sorted.
 `<VAL> // batch` (the number of validation steps derived from the contract's token count) becomes
 `<VALDIV(<VAL>)>`, the batch dropped: 5 of the 19 genuine pairs change the per-step batch (sequence length,
 world size, a separate validation length) while the token count stays fixed. For the same reason the step of a
-`range` over a `<VAL>`-derived length is dropped. A solution may replace a fixed number of validation batches
-(`range(args.val_max_steps)`) by the contract's `<VALDIV(<VAL>)>`, as record 4 did; the other direction is a
-change.
+`range` over a `<VAL>`-derived length is dropped. Two changes are accepted in one direction only: a fixed number
+of validation batches (`range(args.val_max_steps)`) may become the contract's `<VALDIV(<VAL>)>`, as record 4
+did, and a mean over ranks (`all_reduce(..., op=AVG)`) may be added, as record 3 did; removing either is a change.
 
 What this cannot see: an emission the parser cannot find (a `val_loss:` string assembled from pieces), what
 the loader feeds the model (it is `<INPUT>`), a divisor of `<VAL>` that is larger than the batch the loader
@@ -52,6 +53,7 @@ _COMMUTATIVE = {"+", "*"}
 _SCOPES = (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 _LOOPS = (ast.For, ast.AsyncFor, ast.While)
 _MAX_DEPTH = 60
+_AVERAGED = -1  # a "line number" that marks a path averaged over ranks (all_reduce with op AVG)
 _CONST_SITE = re.compile(r"val_loss:\s*[-+]?(?:\d|\.\d|nan|inf)")
 
 
@@ -281,6 +283,8 @@ class _Flow:
             if (key := _key(node)) is not None and "." in key:
                 return self.compound(key, ctx)
             base, lines = self.canon(node.value, ctx)
+            if base == MODEL:
+                return MODEL, lines
             projected, ln = self.project(base, f".{node.attr}")
             return projected, lines | ln
         if isinstance(node, ast.Subscript):
@@ -288,17 +292,12 @@ class _Flow:
             if key is not None and "[" in key:
                 return self.compound(key, ctx)
             (base, sl), lines = self._many([node.value, node.slice], ctx)
-            return f"{base}[{sl}]", lines
+            return (MODEL if base == MODEL else f"{base}[{sl}]"), lines  # part of the model's output
         if isinstance(node, ast.Call):
             return self.call(node, ctx)
         if isinstance(node, ast.BinOp):
             (left, right), lines = self._many([node.left, node.right], ctx)
-            op = _OPS.get(type(node.op), "?")
-            if op == "//" and VAL in left:
-                return f"<VALDIV({left})>", lines
-            if op in _COMMUTATIVE:
-                left, right = sorted((left, right))
-            return f"({left} {op} {right})", lines
+            return _binop(left, _OPS.get(type(node.op), "?"), right), lines
         if isinstance(node, ast.UnaryOp):
             c, lines = self.canon(node.operand, ctx)
             return f"({type(node.op).__name__} {c})", lines
@@ -407,10 +406,11 @@ class _Flow:
                 elif e.kind == "aug":
                     rhs, ln = self.canon(e.value, ectx)
                     rhs, ln2 = self._over(inner, rhs, ectx)
-                    value, lines = f"({value} {e.op}= {rhs})", lines | ln | ln2
+                    value, lines = _binop(str(value), e.op, rhs), lines | ln | ln2  # x op= y is x = x op y
                 elif not is_module:
                     desc, ln = self._mutation(e, value, ectx)
                     if desc is None:
+                        lines |= ln
                         continue
                     if inner:
                         desc, ln2 = self._over(inner, desc, ectx)
@@ -454,13 +454,14 @@ class _Flow:
             op = next((k.value for k in node.keywords if k.arg == "op"), node.args[1] if len(node.args) > 1 else None)
             opc, lines = self.canon(op, ctx) if op is not None else ("SUM", frozenset())
             if opc.endswith("ReduceOp.AVG"):
-                return None, frozenset()  # the mean over ranks of per-rank means: the same quantity
+                # The mean over ranks commutes with the rest of the path (records move it before or after the
+                # division): it is kept out of the path string and noted on the side, as a line marker.
+                return None, frozenset({_AVERAGED})
             return f"ALLREDUCE[{opc}]({value})", lines
         others = [a for a in node.args if _key(a) != e.key] if not receiver else list(node.args)
         args, lines = self._many(others + [k.value for k in node.keywords], ctx)
         if receiver and fname in _INPLACE_OPS and len(args) == 1:
-            a, b = sorted((value or "", args[0])) if _INPLACE_OPS[fname] in _COMMUTATIVE else (value, args[0])
-            return f"({a} {_INPLACE_OPS[fname]} {b})", lines
+            return _binop(str(value), _INPLACE_OPS[fname], args[0]), lines
         func, ln = self.canon(node.func, ctx) if not receiver else (fname, frozenset())
         return f"{func}!({value}; {', '.join(args)})", lines | ln
 
@@ -515,6 +516,14 @@ class _Flow:
             return (outs[0] if len(set(outs)) == 1 else f"ANY({' | '.join(sorted(set(outs)))})"), lines
         finally:
             self._active.discard(guard)
+
+
+def _binop(left: str, op: str, right: str) -> str:
+    if op == "//" and VAL in left:
+        return f"<VALDIV({left})>"  # the number of validation steps; the batch it divides by is free
+    if op in _COMMUTATIVE:
+        left, right = sorted((left, right))
+    return f"({left} {op} {right})"
 
 
 def _key(node: ast.AST) -> str | None:
@@ -589,8 +598,7 @@ def _sites(tree: ast.Module) -> list[tuple[ast.AST, ast.AST | None, str]]:
                     out.append((node, None, ""))
                 elif v.value.endswith("val_loss:") and isinstance(fv := vals[i + 1] if i + 1 < len(vals) else None,
                                                                   ast.FormattedValue):
-                    spec = ast.unparse(fv.format_spec) if fv.format_spec is not None else ""
-                    out.append((node, fv.value, f"{fv.conversion}{spec}"))
+                    out.append((node, fv.value, _fstring_spec(fv)))
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "format" \
                 and isinstance(node.func.value, ast.Constant) and isinstance(node.func.value.value, str) \
                 and "val_loss:" in node.func.value.value:
@@ -604,18 +612,26 @@ def _sites(tree: ast.Module) -> list[tuple[ast.AST, ast.AST | None, str]]:
     return out
 
 
+def _fstring_spec(fv: ast.FormattedValue) -> str:
+    """`{x!r:.4f}` -> "!r.4f": the same spelling as a `.format` field or a `%` specifier gets."""
+    spec = fv.format_spec
+    text = "".join(v.value if isinstance(v, ast.Constant) else "{}" for v in spec.values) if spec is not None else ""
+    return (f"!{chr(fv.conversion)}" if fv.conversion != -1 else "") + text
+
+
 def _format_site(call: ast.Call, text: str) -> tuple[ast.AST, ast.AST | None, str]:
     auto = 0
-    for literal, fname, spec, _conv in string.Formatter().parse(text):
+    for literal, fname, spec, conv in string.Formatter().parse(text):
         if fname is None:
             continue
         if literal.endswith("val_loss:"):
+            spec = (f"!{conv}" if conv else "") + (spec or "")
             if fname == "" and auto < len(call.args):
-                return call, call.args[auto], spec or ""
+                return call, call.args[auto], spec
             if fname.isdigit() and int(fname) < len(call.args):
-                return call, call.args[int(fname)], spec or ""
+                return call, call.args[int(fname)], spec
             kw = next((k.value for k in call.keywords if k.arg == fname), None)
-            return call, kw, spec or ""
+            return call, kw, spec
         auto += fname == ""
     return call, None, ""
 
@@ -625,7 +641,7 @@ def _percent_site(node: ast.BinOp, text: str) -> tuple[ast.AST, ast.AST | None, 
     args = node.right.elts if isinstance(node.right, ast.Tuple) else [node.right]
     for i, m in enumerate(specs):
         if text[: m.start()].endswith("val_loss:") and i < len(args):
-            return node, args[i], m.group(0)
+            return node, args[i], m.group(0)[1:]
     return node, None, ""
 
 
@@ -642,8 +658,9 @@ def val_paths(source: str) -> list[ValPath]:
             path, lines = f"<CONSTANT {ast.unparse(node)}>", frozenset()
         else:
             c, lines = flow.canon(expr, _Ctx(scope, stmt, {}, None if not isinstance(scope, ast.Module) else stmt))
-            path = f"FMT[{spec}]({c})"
-        out.append(ValPath(line=stmt.lineno, path=path, lines=tuple(sorted(lines | {stmt.lineno}))))
+            path = f"{'MEAN_RANKS ' if _AVERAGED in lines else ''}FMT[{spec}]({c})"
+        lines = {n for n in lines if n != _AVERAGED} | {stmt.lineno}
+        out.append(ValPath(line=stmt.lineno, path=path, lines=tuple(sorted(lines))))
     return out
 
 
@@ -654,7 +671,7 @@ def _accepted(start: list[ValPath]) -> set[str]:
     for p in start:
         for fixed in set(re.findall(r"range\((<CFG [^<>]*>)\)", p.path)):
             ok.add(p.path.replace(fixed, VAL_STEPS))
-    return ok
+    return ok | {f"MEAN_RANKS {p}" for p in ok if not p.startswith("MEAN_RANKS ")}
 
 
 def _quote(source_lines: list[str], numbers: list[int], limit: int = 3) -> str:
