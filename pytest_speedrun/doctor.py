@@ -340,7 +340,7 @@ def check_feature(ctx: Context, feature: str) -> Check:
 
 
 def check_records(ctx: Context, suite: str, tasks: list[Task], requested: bool) -> Check:
-    name = f"records: {suite}"
+    name = f"records: {Path(suite).name if os.sep in suite else suite}"
     if ctx.opts.smoke and requested:
         pins = [p for p in suite_pins(tasks) if any(u.endswith(" start") for u in p.uses)]
     else:
@@ -534,13 +534,15 @@ def make_agent_quiet(spec: str) -> object | None:
 
 # --- the table ---------------------------------------------------------------------------------------------
 
-def run_checks(opts: DoctorOptions) -> list[Check]:
+def run_checks(opts: DoctorOptions, probe: dict[str, Any] | None = None) -> list[Check]:
+    """Every check, in table order. `probe`: the run interpreter's answer when the caller already has it."""
     from .settings import default_cache_dir
 
     tasks = select_tasks(opts.suite, opts.select)
     ini_path, ini = find_ini(opts.start)
-    ctx = Context(opts, tasks, opts.cache_dir or default_cache_dir(), run_probe(opts.python, opts.probe_timeout_s),
-                  ini, ini_path)
+    if probe is None:
+        probe = run_probe(opts.python, opts.probe_timeout_s)
+    ctx = Context(opts, tasks, opts.cache_dir or default_cache_dir(), probe, ini, ini_path)
     checks: list[Check] = []
     steps: list[Callable[[], Check | None]] = [
         lambda: check_python(ctx), lambda: check_torch(ctx), lambda: check_cuda(ctx), lambda: check_gpus(ctx),
@@ -561,10 +563,11 @@ def run_checks(opts: DoctorOptions) -> list[Check]:
 def render(checks: list[Check], width: int = 56) -> str:
     """The checks as one text table (check, status, detail, fix), long cells wrapped."""
     name_w = max(len("check"), *(len(c.name) for c in checks))
+    def wrap(text: str) -> list[str]:  # paths stay whole, even when longer than the column
+        return textwrap.wrap(text, width, break_on_hyphens=False, break_long_words=False) or [""]
+
     rows = [("check", "status", ["detail"], ["fix"])]
-    for c in checks:
-        rows.append((c.name, c.status, textwrap.wrap(c.detail, width, break_on_hyphens=False) or [""],
-                     textwrap.wrap(c.fix, width, break_on_hyphens=False) if c.fix else [""]))
+    rows += [(c.name, c.status, wrap(c.detail), wrap(c.fix)) for c in checks]
     lines = []
     for name, status, detail, fix in rows:
         for i in range(max(len(detail), len(fix))):

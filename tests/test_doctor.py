@@ -136,8 +136,8 @@ def test_this_cpu_machine_cannot_run_a_gpu_suite_and_says_why(node: Path, monkey
     assert rows["GPUs"].status == FAIL and "nvidia-smi not found" in rows["GPUs"].detail
     assert rows["torchrun"].status == OK
     assert rows["FP8 matmul"].status == WARN and "no CUDA device" in rows["FP8 matmul"].detail
-    assert rows[f"records: {suite}"].status == FAIL and "fetch records" in rows[f"records: {suite}"].fix
-    assert "record 2 (g01 target, g02 start)" in rows[f"records: {suite}"].detail
+    assert rows["records: gpu"].status == FAIL and "fetch records" in rows["records: gpu"].fix
+    assert "record 2 (g01 target, g02 start)" in rows["records: gpu"].detail
     assert rows["FineWeb"].status == FAIL and "fetch data --train-shards 2" in rows["FineWeb"].fix
 
 
@@ -226,10 +226,10 @@ def test_missing_record_scripts_are_named(node: Path, monkeypatch) -> None:
     opts = gpu_node(node, monkeypatch)
     cached_path(opts.cache_dir, load_suite(Path(opts.suite))[1].target.script).unlink()  # record 3
     rows = checks_of(opts)
-    records = rows[f"records: {opts.suite}"]
+    records = rows["records: gpu"]
     assert records.status == FAIL and "2 of 3" in records.detail and "record 3 (g02 target)" in records.detail
     assert "--from DIR" in records.fix
-    assert checks_of(DoctorOptions(**{**opts.__dict__, "smoke": True}))[f"records: {opts.suite}"].status == OK
+    assert checks_of(DoctorOptions(**{**opts.__dict__, "smoke": True}))["records: gpu"].status == OK
 
 
 def test_fineweb_shards_are_counted_and_bad_headers_named(node: Path, monkeypatch) -> None:
