@@ -407,9 +407,10 @@ def _judge_runs(req: ItemRequest, base: dict, runs: list[Execution], tampered: l
         slowdown = max(noise.slowdown_bound(ex.contention, ex.cpu) for ex in done)
         interval = noise.fsr_interval(sc.fsr, mean_time, len(times), ref.t_start_ms, ref.n_start, ref.t_target_ms,
                                       ref.n_target, ref.spread, slowdown)
-        note = noise.advice(task.id, interval, sc.fsr, mean_time, ref.t_start_ms, ref.t_target_ms, ref.spread)
+        name = f"{task.id}[h{base['hints']}-s{base['seed']}]"
+        note = noise.advice(name, interval, sc.fsr, mean_time, ref.t_start_ms, ref.t_target_ms, ref.spread)
         if disturbed:
-            note = (f"{task.id}: the machine was too noisy for a firm score ({disturbed}); its interval allows a "
+            note = (f"{name}: the machine was too noisy for a firm score ({disturbed}); its interval allows a "
                     f"{slowdown:.0%} slowdown")
     return ItemResult(
         **base, status=verdict.status, reasons=verdict.reasons, log_path=str(first.outcome.log_path),

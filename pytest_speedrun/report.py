@@ -12,7 +12,8 @@ from .integrity import AGENT_ERROR, PASSED
 from .runner import tail
 
 PROPERTY_KEYS = ("agent", "model", "scaffold", "hints", "seed", "status", "val_loss", "train_time_ms",
-                 "train_time_std_ms", "t_start_ms", "t_target_ms", "speedup", "fsr", "repeats", "p_value",
+                 "train_time_std_ms", "t_start_ms", "t_target_ms", "speedup", "fsr", "fsr_low", "fsr_high", "noise",
+                 "reference_state", "train_time_observed_ms", "disturbed", "queued_s", "note", "repeats", "p_value",
                  "artifact_dir", "reference_source", "start_source", "config_key", "resumed", "mode", "slurm_job_id",
                  "slurm_node", "slurm_reattached", "reasons")
 
@@ -74,7 +75,7 @@ def record_of_row(row: dict[str, Any]) -> dict[str, Any]:
         return None if value in ("", None) else float(value)
     return {"task": row["speedrun_task"], "agent": row["agent"], "model": row.get("model", ""),
             "scaffold": row.get("scaffold", ""), "hints": str(row["hints"]), "seed": int(row["seed"]),
-            "status": row["status"], "fsr": num("fsr")}
+            "status": row["status"], "fsr": num("fsr"), "fsr_low": num("fsr_low"), "fsr_high": num("fsr_high")}
 
 
 def aggregate_lines(rows: list[dict[str, Any]]) -> list[str]:
@@ -83,7 +84,8 @@ def aggregate_lines(rows: list[dict[str, Any]]) -> list[str]:
     aggregates = stats.aggregate([record_of_row(r) for r in rows])
     out = []
     for agg in aggregates:
-        out.append(f"{agg.label}: score {agg.score:.3f} ± {agg.score_std:.3f} over {len(agg.tasks)} task(s), "
+        out.append(f"{agg.label}: score {agg.score:.3f} [{agg.score_ci[0]:.3f}, {agg.score_ci[1]:.3f}] (95%), "
+                   f"std {agg.score_std:.3f} over seeds, {len(agg.tasks)} task(s), "
                    f"IQM {agg.iqm:.3f} [{agg.iqm_ci[0]:.3f}, {agg.iqm_ci[1]:.3f}] (95% CI), "
                    f"{agg.passed}/{agg.items} passed")
     for row in stats.paper_comparison(aggregates):
@@ -101,6 +103,8 @@ def suite_properties(rows: list[dict[str, Any]]) -> list[tuple[str, Any]]:
     for agg in stats.aggregate([record_of_row(r) for r in rows]):
         name = "speedrun[" + agg.label.replace(" · ", ",") + "]"
         props += [(f"{name}.score", round(agg.score, 4)), (f"{name}.score_std", round(agg.score_std, 4)),
+                  (f"{name}.score_ci_low", round(agg.score_ci[0], 4)),
+                  (f"{name}.score_ci_high", round(agg.score_ci[1], 4)),
                   (f"{name}.iqm", round(agg.iqm, 4)), (f"{name}.iqm_ci_low", round(agg.iqm_ci[0], 4)),
                   (f"{name}.iqm_ci_high", round(agg.iqm_ci[1], 4))]
     return props
@@ -108,6 +112,19 @@ def suite_properties(rows: list[dict[str, Any]]) -> list[tuple[str, Any]]:
 
 def _num(value: Any, fmt: str) -> str:
     return "-" if value in (None, "") else format(float(value), fmt)
+
+
+def fsr_cell(fsr: Any, low: Any, high: Any) -> str:
+    """`0.97 ± 0.05`, or `0.97 +0.30/-0.05` when the interval reaches further up (a disturbed run)."""
+    if fsr in (None, ""):
+        return "-"
+    f = float(fsr)
+    if low in (None, "") or high in (None, ""):
+        return f"{f:.2f}"
+    up, down = float(high) - f, f - float(low)
+    if abs(up - down) < 0.005:
+        return f"{f:.2f} ± {down:.2f}"
+    return f"{f:.2f} +{up:.2f}/-{down:.2f}"
 
 
 def summary_lines(rows: list[dict[str, Any]]) -> list[str]:
@@ -120,7 +137,7 @@ def summary_lines(rows: list[dict[str, Any]]) -> list[str]:
          r["status"] + (" (resumed)" if r.get("resumed") in (True, "True", "true") else "")
          + (" (smoke)" if r.get("mode") == "smoke" else ""), _num(r["val_loss"], ".4f"),
          _num(r["train_time_ms"], ".0f"), _num(r["t_start_ms"], ".0f"), _num(r["t_target_ms"], ".0f"),
-         _num(r["speedup"], ".3f"), _num(r["fsr"], ".3f"))
+         _num(r["speedup"], ".3f"), fsr_cell(r["fsr"], r.get("fsr_low"), r.get("fsr_high")))
         + ((f"{r.get('slurm_job_id') or '-'}@{r.get('slurm_node') or '-'}"
             + (" (re-attached)" if r.get("slurm_reattached") in (True, "True", "true") else ""),) if slurm else ())
         for r in sorted(rows, key=lambda r: r["nodeid"])
@@ -135,11 +152,34 @@ def summary_lines(rows: list[dict[str, Any]]) -> list[str]:
     if not rows:
         return out
     fsrs = [float(r["fsr"]) if r["status"] == PASSED and r["fsr"] != "" else 0.0 for r in rows]
+    low, high = stats.mean_ci(fsrs, [stats.fsr_sd(record_of_row(r)) for r in rows])
     passed = sum(r["status"] == PASSED for r in rows)
     resumed = sum(r.get("resumed") in (True, "True", "true") for r in rows)
-    out.append(f"mean FSR: {statistics.fmean(fsrs):.3f} over {len(rows)} item(s), {passed} passed "
-               "(items that did not pass count as FSR 0)" + (f"; {resumed} resumed from the store" if resumed else ""))
-    return out + aggregate_lines(rows) + usage_lines(rows)
+    out.append(f"mean FSR: {statistics.fmean(fsrs):.3f} [{low:.3f}, {high:.3f}] (95%) over {len(rows)} item(s), "
+               f"{passed} passed (items that did not pass count as FSR 0)"
+               + (f"; {resumed} resumed from the store" if resumed else ""))
+    return out + noise_lines(rows) + aggregate_lines(rows) + usage_lines(rows)
+
+
+def noise_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """What the timing rested on: the references' state and spread, runs that queued for cores, and one line per
+    item whose interval is wide or whose runs the machine disturbed."""
+    out = []
+    states: dict[str, int] = {}
+    for r in rows:
+        if r.get("reference_state"):
+            states[r["reference_state"]] = states.get(r["reference_state"], 0) + 1
+    if states:
+        spread = next((r["noise"] for r in rows if r.get("noise")), "")
+        out.append("references: " + ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+                   + (f"; {spread}" if spread else ""))
+    queued = [r for r in rows if float(r.get("queued_s") or 0) > 0]
+    if queued:
+        total = sum(float(r["queued_s"]) for r in queued)
+        out.append(f"runs queued for cores: {len(queued)} item(s) waited {total:.0f} s in all (each timed run gets "
+                   "cores no other run holds; more workers than free cores queue instead of sharing)")
+    out += [str(r["note"]) for r in sorted(rows, key=lambda r: r["nodeid"]) if r.get("note")]
+    return out
 
 
 def usage_lines(rows: list[dict[str, Any]]) -> list[str]:

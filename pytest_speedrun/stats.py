@@ -83,13 +83,17 @@ def _quantile(sorted_xs: Sequence[float], q: float) -> float:
 
 
 def bootstrap_ci(values: Iterable[float], statistic: Callable[[list[float]], float] = iqm, level: float = 0.95,
-                 resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+                 resamples: int = 2000, seed: int = 0, sds: Sequence[float] | None = None) -> tuple[float, float]:
     """Percentile bootstrap confidence interval of `statistic`; the same seed always gives the same interval.
 
     Draws `resamples` samples of size n with replacement from `random.Random(seed)`, computes the statistic on
-    each, and returns the (1 - level)/2 and (1 + level)/2 quantiles of those (linear interpolation).
+    each, and returns the (1 - level)/2 and (1 + level)/2 quantiles of those (linear interpolation). With `sds`
+    (each value's own standard error, e.g. an item's FSR noise), every drawn value is also perturbed by a normal
+    draw of its sd, so the interval carries the per-item uncertainty as well as the spread between items.
     """
     xs = _floats(values, "bootstrap_ci")
+    if sds is not None and any(sd > 0 for sd in sds):
+        return _noisy_bootstrap(xs, list(sds), statistic, level, resamples, seed)
     if not 0.0 < level < 1.0:
         raise ValueError(f"bootstrap_ci: level must be in (0, 1), got {level}")
     if resamples < 1:
@@ -98,6 +102,37 @@ def bootstrap_ci(values: Iterable[float], statistic: Callable[[list[float]], flo
     stats = sorted(statistic(rng.choices(xs, k=len(xs))) for _ in range(resamples))
     alpha = (1.0 - level) / 2
     return _quantile(stats, alpha), _quantile(stats, 1.0 - alpha)
+
+
+def _noisy_bootstrap(xs: list[float], sds: list[float], statistic: Callable[[list[float]], float], level: float,
+                     resamples: int, seed: int) -> tuple[float, float]:
+    if len(sds) != len(xs):
+        raise ValueError(f"bootstrap_ci: {len(sds)} sds for {len(xs)} values")
+    rng = random.Random(seed)
+    n = len(xs)
+    draws = []
+    for _ in range(resamples):
+        idx = [rng.randrange(n) for _ in range(n)]
+        draws.append(statistic([xs[i] + (rng.gauss(0.0, sds[i]) if sds[i] > 0 else 0.0) for i in idx]))
+    draws.sort()
+    alpha = (1.0 - level) / 2
+    return _quantile(draws, alpha), _quantile(draws, 1.0 - alpha)
+
+
+def fsr_sd(record: Mapping[str, Any]) -> float:
+    """The standard error of an item's FSR from its 95% interval (0 without one, or when it did not pass: a
+    failed item's 0 is exact)."""
+    low, high = record.get("fsr_low"), record.get("fsr_high")
+    if record.get("status") != PASSED or low in (None, "") or high in (None, ""):
+        return 0.0
+    return (float(high) - float(low)) / (2 * 1.959964)
+
+
+def mean_ci(values: Sequence[float], sds: Sequence[float], level: float = 0.95) -> tuple[float, float]:
+    """Interval of the mean of independent values each with its own standard error (normal approximation)."""
+    mean = statistics.fmean(values)
+    half = statistics.NormalDist().inv_cdf((1 + level) / 2) * math.sqrt(sum(sd * sd for sd in sds)) / len(values)
+    return mean - half, mean + half
 
 
 # ------------------------------------------------------------------------------------------------------ t-test
@@ -233,6 +268,7 @@ class ConfigAggregate:
     iqm: float
     iqm_ci: tuple[float, float]
     tasks: tuple[TaskAggregate, ...]
+    score_ci: tuple[float, float] = (0.0, 0.0)  # 95%: the items' own FSR uncertainty (and the seeds' spread)
 
     @property
     def key(self) -> tuple[str, str, str, str]:
@@ -246,6 +282,7 @@ class ConfigAggregate:
     def to_json(self) -> dict:
         data = asdict(self)
         data["iqm_ci"] = list(self.iqm_ci)
+        data["score_ci"] = list(self.score_ci)
         data["tasks"] = [t.to_json() for t in self.tasks]
         return data
 
@@ -297,12 +334,19 @@ def aggregate(records: Iterable[Mapping[str, Any]], *, resamples: int = 2000, se
             per_seed.setdefault(s, []).append(record_fsr(rec))
         seed_scores = [statistics.fmean(per_seed[s]) for s in sorted(per_seed)]
         pooled = [f for t in tasks for f in t.fsr]
+        sds = [fsr_sd(by_item[k]) for t in tasks for k in sorted(k for k in by_item if k[0] == t.task)]
+        # The score is a mean over tasks of means over seeds: each item weighs 1 / (tasks * its task's seeds).
+        weights = [1 / (len(tasks) * t.items) for t in tasks for _ in t.fsr]
+        score = statistics.fmean(t.mean_fsr for t in tasks)
+        item_half = 1.959964 * math.sqrt(sum((w * sd) ** 2 for w, sd in zip(weights, sds)))
+        seed_half = 1.959964 * mean_std(seed_scores)[1] / math.sqrt(len(seed_scores)) if len(seed_scores) > 1 else 0
+        half = math.hypot(item_half, seed_half)
         out.append(ConfigAggregate(
             agent=key[0], model=key[1], scaffold=key[2], hints=key[3],
             items=len(pooled), passed=sum(t.passed for t in tasks),
-            score=statistics.fmean(t.mean_fsr for t in tasks), score_std=mean_std(seed_scores)[1],
-            iqm=iqm(pooled), iqm_ci=bootstrap_ci(pooled, iqm, resamples=resamples, seed=seed),
-            tasks=tuple(tasks),
+            score=score, score_std=mean_std(seed_scores)[1],
+            iqm=iqm(pooled), iqm_ci=bootstrap_ci(pooled, iqm, resamples=resamples, seed=seed, sds=sds),
+            tasks=tuple(tasks), score_ci=(score - half, score + half),
         ))
     return out
 

@@ -90,11 +90,20 @@ def test_repeats_fail_when_the_mean_loss_is_not_significantly_below_target(run) 
 def test_summary_and_junit_carry_session_aggregates_under_xdist(run, pytester: pytest.Pytester) -> None:
     result = run("--speedrun-agent=oracle", "--speedrun-seeds=2", "-n", "2", "--junitxml=r.xml", subprocess=True)
     result.assert_outcomes(passed=4)
-    result.stdout.fnmatch_lines(["oracle · h0: score * ± * over 2 task(s), IQM * [[]*, *[]] (95% CI), 4/4 passed"])
+    result.stdout.fnmatch_lines(["mini01[[]h0-s0[]]*passed*± *", "mean FSR: * [[]*, *[]] (95%) over 4 item(s)*",
+                                 "references: 4 *; *run-to-run CV*",
+                                 "oracle · h0: score * [[]*, *[]] (95%), std * over seeds, 2 task(s), "
+                                 "IQM * [[]*, *[]] (95% CI), 4/4 passed"])
     root = ET.parse(pytester.path / "r.xml").getroot()
     suite_props = {p.get("name"): p.get("value") for p in root.find("testsuite").find("properties")}
     assert suite_props["speedrun_items"] == "4" and suite_props["speedrun_passed"] == "4"
-    assert 0.6 <= float(suite_props["speedrun[oracle,h0].score"]) <= 1.4
+    score = float(suite_props["speedrun[oracle,h0].score"])
+    assert 0.6 <= score <= 1.4
+    assert float(suite_props["speedrun[oracle,h0].score_ci_low"]) < score < \
+        float(suite_props["speedrun[oracle,h0].score_ci_high"])
+    for case in root.iter("testcase"):  # every scored item carries its interval
+        props = {p.get("name"): p.get("value") for p in case.find("properties")}
+        assert float(props["fsr_low"]) < float(props["fsr"]) < float(props["fsr_high"]), props
 
 
 def test_cumulative_mode_chains_solutions(run, pytester: pytest.Pytester) -> None:
