@@ -235,11 +235,18 @@ def _node_counts(records: Sequence[Mapping[str, Any]], aggs: Sequence[ConfigAggr
     return {k: counts[k] for k in order}
 
 
+def _yerr(heights: list[float], cis: list[tuple[float, float]]) -> list[list[float]]:
+    """matplotlib's asymmetric error bars from intervals (never negative: a missing interval is (0, 0))."""
+    return [[max(0.0, h - lo) if (lo, hi) != (0.0, 0.0) else 0.0 for h, (lo, hi) in zip(heights, cis)],
+            [max(0.0, hi - h) if (lo, hi) != (0.0, 0.0) else 0.0 for h, (lo, hi) in zip(heights, cis)]]
+
+
 def make_plots(records: Sequence[Mapping[str, Any]], out_dir: str | Path) -> dict[str, Path]:
     """Draw the report's PNGs into `out_dir`; returns {name: path}, or {} when matplotlib is not installed.
 
-    fsr_per_task: grouped bars, one per configuration, with the std over seeds as error bars.
-    fsr_by_hints: the benchmark score per hint regime, one bar per (agent, model, scaffold).
+    fsr_per_task: grouped bars, one per configuration, with 95% intervals as error bars (the items' own timing
+                  noise and the spread over seeds).
+    fsr_by_hints: the benchmark score per hint regime, one bar per (agent, model, scaffold), with its 95% interval.
     node_types:   stacked counts of search nodes by kind per configuration, only when records carry `nodes`.
     """
     try:
@@ -265,7 +272,7 @@ def make_plots(records: Sequence[Mapping[str, Any]], out_dir: str | Path) -> dic
     def legend_below(ax: Any) -> None:
         ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2, frameon=False)
 
-    def grouped_bars(ax: Any, groups: list[str], series: list[tuple[str, list[float], list[float] | None]]) -> None:
+    def grouped_bars(ax: Any, groups: list[str], series: list[tuple[str, list[float], Any]]) -> None:
         width = 0.8 / max(len(series), 1)
         for i, (label, heights, errors) in enumerate(series):
             xs = [g + (i - (len(series) - 1) / 2) * width for g in range(len(groups))]
@@ -280,19 +287,23 @@ def make_plots(records: Sequence[Mapping[str, Any]], out_dir: str | Path) -> dic
     series = []
     for a in aggs:
         by_task = {t.task: t for t in a.tasks}
-        series.append((a.label, [by_task[t].mean_fsr if t in by_task else 0.0 for t in tasks],
-                       [by_task[t].std_fsr if t in by_task else 0.0 for t in tasks]))
+        heights = [by_task[t].mean_fsr if t in by_task else 0.0 for t in tasks]
+        cis = [by_task[t].fsr_ci if t in by_task else (0.0, 0.0) for t in tasks]
+        series.append((a.label, heights, _yerr(heights, cis)))
     grouped_bars(ax, tasks, series)
-    ax.set(title=PLOT_TITLES["fsr_per_task"], xlabel="task", ylabel="FSR (mean ± std over seeds)")
+    ax.set(title=PLOT_TITLES["fsr_per_task"], xlabel="task", ylabel="FSR (mean, 95% interval)")
     save(fig, "fsr_per_task")
 
     regimes = sorted({a.hints for a in aggs}, key=hints_key)
     bases = sorted({a.key[:3] for a in aggs})
     score = {a.key: a.score for a in aggs}
+    score_ci = {a.key: a.score_ci for a in aggs}
     fig = Figure(figsize=(max(6.0, 1.2 * len(regimes) + 2), 4.5))
     ax = fig.add_subplot()
     grouped_bars(ax, regimes, [(" · ".join(p for p in base if p), [score.get((*base, h), 0.0) for h in regimes],
-                                None) for base in bases])
+                                _yerr([score.get((*base, h), 0.0) for h in regimes],
+                                      [score_ci.get((*base, h), (0.0, 0.0)) for h in regimes]))
+                               for base in bases])
     ax.set(title=PLOT_TITLES["fsr_by_hints"], xlabel="hint regime", ylabel="benchmark score (mean FSR)")
     save(fig, "fsr_by_hints")
 

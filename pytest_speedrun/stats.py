@@ -243,6 +243,7 @@ class TaskAggregate:
     fsr: tuple[float, ...]  # per item, in seed order
     seeds: tuple[int, ...]
     statuses: tuple[tuple[str, int], ...]  # (status, count), sorted by status
+    fsr_ci: tuple[float, float] = (0.0, 0.0)  # 95% interval of mean_fsr: the items' own noise and the seeds' spread
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -283,6 +284,8 @@ class ConfigAggregate:
         data = asdict(self)
         data["iqm_ci"] = list(self.iqm_ci)
         data["score_ci"] = list(self.score_ci)
+        for task in data["tasks"]:
+            task["fsr_ci"] = list(task["fsr_ci"])
         data["tasks"] = [t.to_json() for t in self.tasks]
         return data
 
@@ -325,8 +328,11 @@ def aggregate(records: Iterable[Mapping[str, Any]], *, resamples: int = 2000, se
             for r in recs:
                 counts[str(r["status"])] = counts.get(str(r["status"]), 0) + 1
             mean, std = mean_std(fsrs)
+            half = math.hypot(1.959964 * math.sqrt(sum(fsr_sd(r) ** 2 for r in recs)) / len(recs),
+                              1.959964 * std / math.sqrt(len(recs)) if len(recs) > 1 else 0.0)
             tasks.append(TaskAggregate(
                 task=task, items=len(recs), passed=counts.get(PASSED, 0), mean_fsr=mean, std_fsr=std,
+                fsr_ci=(mean - half, mean + half),
                 fsr=tuple(fsrs), seeds=tuple(int(r["seed"]) for r in recs), statuses=tuple(sorted(counts.items())),
             ))
         per_seed: dict[int, list[float]] = {}

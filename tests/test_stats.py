@@ -254,3 +254,18 @@ def test_paper_comparison_reads_a_given_table(tmp_path: Path) -> None:
     aggs = aggregate([record("t1", 0, fsr=0.5, model="my-model", scaffold="tree", hints="1")])
     [row] = paper_comparison(aggs, path)
     assert (row.paper_mean, row.paper_std, row.ours_mean) == (0.2, 0.02, 0.5)
+
+
+def test_aggregate_intervals_carry_each_items_own_fsr_uncertainty() -> None:
+    def rec(task: str, fsr: float, half: float) -> dict:
+        return {"task": task, "agent": "a", "hints": "0", "seed": 0, "status": "passed", "fsr": fsr,
+                "fsr_low": fsr - half, "fsr_high": fsr + half}
+    exact = aggregate([rec("t1", 1.0, 0.0), rec("t2", 0.8, 0.0)])[0]
+    noisy = aggregate([rec("t1", 1.0, 0.2), rec("t2", 0.8, 0.2)])[0]
+    assert exact.score_ci == (0.9, 0.9) and exact.tasks[0].fsr_ci == (1.0, 1.0)
+    # two independent items with ±0.2 each: the mean is ±0.2/sqrt(2)
+    assert noisy.score_ci == pytest.approx((0.9 - 0.2 / 2 ** 0.5, 0.9 + 0.2 / 2 ** 0.5), abs=1e-6)
+    assert noisy.tasks[0].fsr_ci == pytest.approx((0.8, 1.2), abs=1e-6)
+    assert noisy.iqm_ci[1] - noisy.iqm_ci[0] > exact.iqm_ci[1] - exact.iqm_ci[0]
+    failed = aggregate([{**rec("t1", 1.0, 0.2), "status": "crashed"}])[0]
+    assert failed.score_ci == (0.0, 0.0)  # a failed item's 0 is exact
