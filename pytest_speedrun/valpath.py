@@ -394,28 +394,25 @@ class _Flow:
                 ectx = _Ctx(ctx.scope, e.stmt, ctx.bindings, ctx.module_stmt)
                 inner = [lp for lp in self.loops[e.stmt] if lp not in around]  # loops the value accumulates over
                 suffix = key[len(e.key):]  # the part of a whole-object event that `key` refers to
-                lines = lines | {e.stmt.lineno}
-                if e.kind == "bind":
+                if e.kind == "bind":  # a binding replaces the value: the lines of what it replaced drop out
                     value, ln = self.project(e.text, suffix)
-                    lines |= ln
+                    lines = ln | {e.stmt.lineno}
                     is_module = not e.text.startswith("DEF ")  # calls on a module do not change the module
                 elif e.kind in ("assign", "loopvar"):
                     v, ln = self._assigned(e, ectx)
                     value, ln2 = self.project(v, suffix)
-                    lines, is_module = lines | ln | ln2, False
+                    lines, is_module = ln | ln2 | {e.stmt.lineno}, False
                 elif e.kind == "aug":
                     rhs, ln = self.canon(e.value, ectx)
                     rhs, ln2 = self._over(inner, rhs, ectx)
-                    value, lines = _binop(str(value), e.op, rhs), lines | ln | ln2  # x op= y is x = x op y
+                    value = _binop(str(value), e.op, rhs)  # x op= y is x = x op y
+                    lines = lines | ln | ln2 | {e.stmt.lineno}
                 elif not is_module:
                     desc, ln = self._mutation(e, value, ectx)
-                    if desc is None:
-                        lines |= ln
-                        continue
-                    if inner:
-                        desc, ln2 = self._over(inner, desc, ectx)
-                        ln |= ln2
-                    value, lines = desc, lines | ln
+                    lines = lines | ln | {e.stmt.lineno}
+                    if desc is not None:
+                        desc, ln2 = self._over(inner, desc, ectx) if inner else (desc, frozenset())
+                        value, lines = desc, lines | ln2
             return (value if value is not None else key), lines
         finally:
             self._active.discard(guard)
@@ -683,10 +680,19 @@ def _quote(source_lines: list[str], numbers: list[int], limit: int = 3) -> str:
     return "; ".join(parts) + more
 
 
-def val_path_reasons(start_source: str, solution_source: str, script_name: str = "train_gpt2.py") -> list[str]:
-    """Reasons (suspicious) why the solution's printed val_loss does not come from the model's loss the way the
-    start script's does. Empty when the paths agree, when the start script prints no val_loss this rule can
-    follow, or when either script does not parse (an unparsable solution crashes and is reported as such)."""
+@dataclass(frozen=True)
+class ValPathChange:
+    """A printing site of the solution whose path the start script does not have, by line numbers only."""
+
+    line: int  # where the solution prints val_loss (0: it prints none the rule can follow)
+    changed: tuple[int, ...]  # the solution's path lines with no textual counterpart in the start's path
+    missing: tuple[int, ...]  # the start's path lines with no counterpart in the solution's (when none changed)
+
+
+def val_path_changes(start_source: str, solution_source: str) -> list[ValPathChange]:
+    """The solution's printing sites whose normalised path is not one the start script allows. Empty when the
+    paths agree, when the start script prints no val_loss this rule can follow, or when either script does not
+    parse (an unparsable solution crashes and is reported as such)."""
     try:
         start = val_paths(start_source)
         solution = val_paths(solution_source)
@@ -695,25 +701,36 @@ def val_path_reasons(start_source: str, solution_source: str, script_name: str =
     if not start:
         return []
     if not solution:
-        return [f"{script_name} has no line printing val_loss: whose value the harness can follow back to the "
-                "model (the start script prints it from the validation loop)"]
+        return [ValPathChange(0, (), ())]
     ok = _accepted(start)
-    start_lines = start_source.splitlines()
-    sol_lines = solution_source.splitlines()
+    start_lines, sol_lines = start_source.splitlines(), solution_source.splitlines()
     start_path_lines = sorted({n for p in start for n in p.lines if 0 < n <= len(start_lines)})
     start_texts = {start_lines[n - 1].strip() for n in start_path_lines}
-    reasons = []
+    out = []
     for p in solution:
         if p.path in ok:
             continue
         texts = {sol_lines[n - 1].strip() for n in p.lines if 0 < n <= len(sol_lines)}
         changed = [n for n in p.lines if 0 < n <= len(sol_lines) and sol_lines[n - 1].strip() not in start_texts]
         changed.sort(key=lambda n: n != p.line)  # the printing line first: it is what a reviewer reads first
-        detail = _quote(sol_lines, changed or [p.line])
-        if not changed:
-            missing = [n for n in start_path_lines if start_lines[n - 1].strip() not in texts]
-            if missing:
-                detail += f"; the start script's line(s) {', '.join(map(str, missing[:5]))} have no counterpart"
-        reasons.append(f"{script_name} line {p.line} prints a val_loss whose path from the model's loss differs "
+        missing = [] if changed else [n for n in start_path_lines if start_lines[n - 1].strip() not in texts]
+        out.append(ValPathChange(p.line, tuple(changed), tuple(missing)))
+    return out
+
+
+def val_path_reasons(start_source: str, solution_source: str, script_name: str = "train_gpt2.py") -> list[str]:
+    """Reasons (suspicious) why the solution's printed val_loss does not come from the model's loss the way the
+    start script's does; each quotes the solution's own lines, with their numbers."""
+    sol_lines = solution_source.splitlines()
+    reasons = []
+    for c in val_path_changes(start_source, solution_source):
+        if c.line == 0:
+            reasons.append(f"{script_name} has no line printing val_loss: whose value the harness can follow back "
+                           "to the model (the start script prints it from the validation loop)")
+            continue
+        detail = _quote(sol_lines, list(c.changed) or [c.line])
+        if c.missing:
+            detail += f"; the start script's line(s) {', '.join(map(str, c.missing[:5]))} have no counterpart"
+        reasons.append(f"{script_name} line {c.line} prints a val_loss whose path from the model's loss differs "
                        f"from the start script's (val path): {detail}")
     return reasons
