@@ -12,13 +12,14 @@ import shutil
 import statistics
 import sys
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from . import __version__, integrity, metrics, noise, replay, results, runner, stats, timeline
-from .agents.base import Agent, AgentContext, NodeResult
+from .agents.base import Agent, AgentContext, AgentResources, NodeResult
+from .agents.command import CommandAgent
 from .answers import task_answer_holders
 from .data import Dataset
 from .dataguard import DataGuard, full_sha256
@@ -292,6 +293,22 @@ class NodeRunner:
         return node
 
 
+@contextmanager
+def _agent_lease(req: ItemRequest) -> Iterator[AgentResources | None]:
+    """A process-starting agent (`command:`, the coding-agent presets) may run training itself to try ideas: it
+    holds the item's lease while it works, so its trial runs use the item's cores and GPUs, never a neighbour's
+    timed run's. Agents that run candidates through `ctx.execute` (the LLM scaffolds) lease per run instead, and
+    under Slurm there is no local lease."""
+    if not isinstance(req.agent, CommandAgent) or req.settings.gpus is not None:
+        yield None
+        return
+    ds = req.settings.dataset
+    with req.settings.lease() as lease:
+        env = runner.contract_env(train_glob=ds.train_glob, val_glob=ds.val_glob, val_tokens=ds.val_tokens,
+                                  task_env=req.task.launch.env, seed=req.seed, threads=req.settings.threads, base={})
+        yield AgentResources(env={**env, **lease.env(req.settings.compile_cache)}, cores=lease.cores)
+
+
 def _run_seed(seed: int, repeat: int) -> int:
     return seed if repeat == 0 else seed + 1_000_003 * repeat
 
@@ -320,7 +337,8 @@ def run_item(req: ItemRequest) -> ItemResult:
                        seed=req.seed, artifacts_dir=art, timeout_s=req.agent_timeout_s, execute=nodes,
                        resume_from=req.resume_from, sandbox=req.settings.sandbox)
     try:
-        solution = req.agent.solve(ctx)
+        with _agent_lease(req) as resources:
+            solution = req.agent.solve(replace(ctx, resources=resources))
     except AgentError as exc:
         return _finish(art, ItemResult(**base, status=integrity.AGENT_ERROR, reasons=(str(exc),), finished=_now(),
                                        nodes=tuple(n.to_json() for n in nodes.results), usage=exc.usage))

@@ -78,3 +78,20 @@ def test_command_agent_timeout_is_an_agent_error(ctx: AgentContext) -> None:
 def test_command_agent_needs_a_command() -> None:
     with pytest.raises(UsageError, match="needs a shell command"):
         make_agent("command:")
+
+
+def test_a_command_agent_works_inside_the_items_lease(run, pytester) -> None:
+    """A command agent may train to try ideas: it gets the item's cores (pinned) and the data contract."""
+    import json as _json
+
+    from pytest_speedrun.resources import run_cores
+
+    probe = pytester.path / "probe.json"
+    agent = (f"command:python -c \"import json, os; json.dump({{'cores': sorted(os.sched_getaffinity(0)), "
+             f"'omp': os.environ.get('OMP_NUM_THREADS'), 'train': os.environ.get('NANOGPT_TRAIN_FILES')}}, "
+             f"open('{probe}', 'w'))\"")
+    result = run(f"--speedrun-agent={agent}", "-k", "mini02")
+    result.assert_outcomes(passed=1)
+    seen = _json.loads(probe.read_text())
+    assert seen["cores"] == run_cores()[: len(seen["cores"])] and seen["omp"] == str(len(seen["cores"]))
+    assert seen["train"] and seen["train"].endswith(".bin")
