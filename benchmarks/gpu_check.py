@@ -52,7 +52,8 @@ from pytest_speedrun.tasks import Task, find_suite, load_suite  # noqa: E402
 
 EARLY = "early (AdamW/Muon)"
 MIN_STEP_S = 20.0  # no step starts with less budget than this left
-_ERROR = re.compile(r"\b\w*(Error|Exception)\b|Traceback|out of memory", re.IGNORECASE)
+# An exception line of a traceback ("KeyError: 'RANK'"); torchrun's own ChildFailedError report is not the cause.
+_EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt)(:|$)")
 
 
 def era(task: Task, cache: Path) -> str:
@@ -243,11 +244,12 @@ def _records(path: Path) -> list[dict]:
 
 
 def first_error(log_path: str | None) -> str:
+    """The first exception a run's log shows (the cause, not torchrun's report of it), else its last line."""
     if not log_path or not Path(log_path).exists():
         return ""
     lines = [ln.strip() for ln in Path(log_path).read_text(errors="replace").splitlines() if ln.strip()]
-    errors = [ln for ln in lines[-200:] if _ERROR.search(ln)]
-    return (errors[-1] if errors else lines[-1] if lines else "")[:160]
+    causes = [ln for ln in lines if _EXCEPTION.match(ln) and "ChildFailedError" not in ln]
+    return (causes[0] if causes else lines[-1] if lines else "")[:160]
 
 
 def smoke(plan: Plan, tasks: list[Task], log: Log, budget: Budget) -> list[dict] | None:
