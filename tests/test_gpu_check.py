@@ -178,3 +178,17 @@ def test_the_check_stops_at_its_budget_and_lists_what_did_not_fit(tmp_path: Path
     summary = log.read_text().split("== summary")[1]
     assert re.search(r"g01\s+not run: the budget ran out", summary)
     assert re.search(r"g02\s+not run: the budget ran out", summary)
+
+
+def test_a_crash_is_summarised_by_its_cause_not_by_torchruns_report(tmp_path: Path) -> None:
+    sys.path.insert(0, str(GPU_CHECK.parent))
+    try:
+        import gpu_check
+    finally:
+        sys.path.remove(str(GPU_CHECK.parent))
+    log = tmp_path / "run.log"
+    log.write_text("Traceback (most recent call last):\n  File \"train_gpt2.py\", line 9, in <module>\n"
+                   "KeyError: 'RANK'\nTraceback (most recent call last):\n"
+                   "torch.distributed.elastic.multiprocessing.errors.ChildFailedError: \n"
+                   "  traceback : To enable traceback see: https://pytorch.org/docs/stable/elastic/errors.html\n")
+    assert gpu_check.first_error(str(log)) == "KeyError: 'RANK'"
