@@ -180,7 +180,7 @@ class Calibrator:
         work.mkdir(parents=True)
         script = work / SCRIPT_NAME
         shutil.copyfile(ref.path, script)
-        times, losses, untimed, disturbed = [], [], [], []
+        times, losses, untimed, disturbed, clock = [], [], [], [], []
         for i in range(runs):
             ex, why = self._one(task, script, work / f"run{i}.log", seed=i, name=ref.path.name)
             assert ex.metrics is not None
@@ -189,7 +189,12 @@ class Calibrator:
             untimed.append(ex.outcome.wall_s - ex.metrics.train_time_ms / 1000.0)
             if why:
                 disturbed.append(why)
-        return {"train_time_ms": geometric_mean(times), "train_times_ms": times, "val_losses": losses,
+            if ex.timeline is not None:
+                clock.append(ex.timeline)
+        observed = {"untimed_steps": max(t.warmup_steps + t.unclocked_steps for t in clock),
+                    "pre_step_s": statistics.median(t.first_step_s for t in clock if t.first_step_s is not None)
+                    } if clock and all(t.first_step_s is not None for t in clock) else {}
+        return {**observed, "train_time_ms": geometric_mean(times), "train_times_ms": times, "val_losses": losses,
                 "steps": ex.metrics.steps, "untimed_s": statistics.median(untimed), "disturbed": disturbed,
                 "script": str(ref.path), "fingerprint": fp, "fingerprint_id": fid, "measured_at": time.time()}
 
@@ -273,4 +278,5 @@ class Calibrator:
         return Reference(t_start, t_target, f"calibrated:{fid}", start_steps=start["steps"],
                          start_untimed_s=start["untimed_s"], n_start=len(start["train_times_ms"]),
                          n_target=len(target["train_times_ms"]), spread=self.spread(fid), state=state,
-                         disturbed=disturbed)
+                         disturbed=disturbed, start_untimed_steps=start.get("untimed_steps"),
+                         start_pre_step_s=start.get("pre_step_s"))

@@ -17,7 +17,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-from . import __version__, integrity, metrics, noise, replay, results, runner, stats, timeline
+from . import __version__, checks, integrity, metrics, noise, replay, results, runner, timeline
 from .agents.base import Agent, AgentContext, AgentResources, NodeResult
 from .agents.command import CommandAgent
 from .answers import task_answer_holders
@@ -26,12 +26,11 @@ from .dataguard import DataGuard, full_sha256
 from .errors import AgentError, MetricsError, SpeedrunError
 from .hints import hint_text, regime_label
 from .integrity import Verdict
-from .leaks import leak_reasons
 from .replay import RunMemo, save_outcome
 from .resources import Lease, no_lease
 from .sandbox import Sandbox
 from .scoring import Reference, Score, score
-from .static_rules import static_reasons, target_text
+from .static_rules import target_text
 from .tasks import Task
 
 SCRIPT_NAME = "train_gpt2.py"  # the name the real records use; agents see this file in their workspace
@@ -251,7 +250,7 @@ class NodeRunner:
         self.req, self.start_text, self.guard, self.memo = req, start_text, guard, memo
         self.target_text = None if getattr(req.agent, "trusted", False) else target_text(req.task)  # near-copy
         self.results: list[NodeResult] = []
-        self.executions: list[tuple[Execution, list[str]]] = []  # per node: the run and its tamper reasons
+        self.executions: list[tuple[Execution, list[str]]] = []  # per node: the run, what the data guard found
         self.best_ms = req.reference.t_start_ms
 
     def __call__(self, script_text: str, parent: int | None = None, note: str = "") -> NodeResult:
@@ -261,17 +260,12 @@ class NodeRunner:
         node_dir.mkdir(parents=True)
         script = node_dir / SCRIPT_NAME
         script.write_text(script_text, encoding="utf-8")
-        static_tampered, static_suspicious = static_reasons(self.start_text, script_text, self.target_text)
-        tampered = leak_reasons(node_dir, task, req.regime) + static_tampered
         ex, reused_from = _execute_or_reuse(self.memo, script, task, req.settings, req.seed, node_dir / "run.log")
-        tampered += self.guard.changes()
-        m = ex.metrics
-        suspicious = []
-        if m is not None and ex.verdict.passed:
-            suspicious = integrity.suspicious_reasons(m, ex.outcome.wall_s, task.target_val_loss, ref.t_start_ms,
-                                                      ref.t_target_ms, ref.start_steps, ref.start_untimed_s)
-            suspicious += static_suspicious
-        verdict = integrity.final_verdict(ex.verdict, tampered, suspicious, req.allow_suspicious)
+        found = self.guard.changes()
+        checked = checks.check(task, ref, [ex], start_text=self.start_text, solution_text=script_text,
+                               target_text=self.target_text, scanned_dir=node_dir, regime=req.regime,
+                               script_name=SCRIPT_NAME, extra_tampered=found, allow_suspicious=req.allow_suspicious)
+        verdict, m = checked.verdict, ex.metrics
         fsr = None
         if verdict.passed and m is not None:
             fsr = score(m.train_time_ms, ref.t_start_ms, ref.t_target_ms).fsr
@@ -289,7 +283,7 @@ class NodeRunner:
                           train_time_observed_ms=ex.timeline.train_time_observed_ms if ex.timeline else None)
         results.write_atomic(node_dir / "node.json", json.dumps(node.to_json(), indent=2, default=str) + "\n")
         self.results.append(node)
-        self.executions.append((ex, tampered))
+        self.executions.append((ex, found))
         return node
 
 
@@ -352,65 +346,42 @@ def run_item(req: ItemRequest) -> ItemResult:
     results.write_atomic(art / "solution.py", solution.script)
     results.write_diff(art / "solution.diff", start_text, solution.script)
 
-    # The oracle necessarily hands over the target script; every other agent is untrusted.
-    tampered = [] if getattr(req.agent, "trusted", False) else leak_reasons(workspace, task, req.regime)
-    static_tampered, static_suspicious = static_reasons(start_text, solution.script, nodes.target_text, SCRIPT_NAME)
-    tampered += static_tampered
     runs = []
+    found: list[str] = []  # what was found while the runs ran: the data guard, a reused node's reasons
     reuse = solution.node is not None and req.repeats <= 1 and 0 <= solution.node < len(nodes.executions)
     if reuse:  # the best search node already ran this script under the same checks: its run is the score
         ex, node_tampered = nodes.executions[solution.node]
         if Path(nodes.results[solution.node].script_path).read_text(encoding="utf-8") == solution.script:
             runs.append(ex)
-            tampered += node_tampered
+            found += node_tampered
     for r in range(0 if runs else max(1, req.repeats)):
         log = art / ("run.log" if r == 0 else f"run-{r}.log")
         if r == 0:
             runs.append(_execute_or_reuse(memo, script, task, req.settings, req.seed, log)[0])
         else:
             runs.append(execute_script(script, task, req.settings, _run_seed(req.seed, r), log))
-        tampered += guard.changes()
+        found += guard.changes()
         if not runs[-1].verdict.passed and runs[-1].verdict.status != integrity.INVALID:
             break  # a crash, timeout or missing result decides the item; more runs would not change it
-    result = _judge_runs(req, base, runs, tampered, solution.usage, static_suspicious)
+    # The oracle necessarily hands over the target script; every other agent is untrusted.
+    checked = checks.check(task, req.reference, runs, start_text=start_text, solution_text=solution.script,
+                           target_text=nodes.target_text,
+                           scanned_dir=None if getattr(req.agent, "trusted", False) else workspace,
+                           regime=req.regime, script_name=SCRIPT_NAME, extra_tampered=found,
+                           allow_suspicious=req.allow_suspicious)
+    result = _result(req, base, runs, checked, solution.usage)
     return _finish(art, replace(result, nodes=tuple(n.to_json() for n in nodes.results)))
 
 
-def _judge_runs(req: ItemRequest, base: dict, runs: list[Execution], tampered: list[str], usage: dict,
-                static_suspicious: list[str] | None = None) -> ItemResult:
-    """One verdict for the item from its runs: the first failing run decides; with repeats, validity follows
-    the speedrun's rule (one-sided t-test that the mean val_loss is below the target, p < 0.01) and the time
-    is the mean train_time."""
+def _result(req: ItemRequest, base: dict, runs: list[Execution], checked: checks.Checked,
+            usage: dict) -> ItemResult:
+    """The item's record from its runs and their verdict: the time is the mean train_time over the runs, with
+    its FSR interval (noise.py)."""
     task, ref = req.task, req.reference
     done = [ex for ex in runs if ex.metrics is not None]
-    failing = next((ex for ex in runs if not ex.verdict.passed and ex.verdict.status != integrity.INVALID), None)
-    first = runs[0]
-    losses = tuple(ex.metrics.val_loss for ex in done if ex.metrics)
-    times = tuple(ex.metrics.train_time_ms for ex in done if ex.metrics)
-    p_value = None
-    if failing is not None:
-        run_verdict = failing.verdict
-    elif len(runs) >= 2:
-        p_value = stats.one_sided_ttest_below(losses, task.target_val_loss)
-        mean_loss = statistics.fmean(losses)
-        if p_value < 0.01:
-            run_verdict = integrity.Verdict(integrity.PASSED)
-        else:
-            run_verdict = integrity.Verdict(integrity.INVALID, (
-                f"mean val_loss {mean_loss:.4f} over {len(runs)} runs is not below the target "
-                f"{task.target_val_loss:.4f} at p < 0.01 (p = {p_value:.3g})",))
-    else:
-        run_verdict = first.verdict
-    m = first.metrics
-    mean_time = statistics.fmean(times) if times else None
-    suspicious: list[str] = []
-    if m is not None and run_verdict.passed and mean_time is not None:
-        mean_metrics = replace(m, val_loss=statistics.fmean(losses), train_time_ms=mean_time)
-        wall = statistics.fmean(ex.outcome.wall_s for ex in done)
-        suspicious = integrity.suspicious_reasons(mean_metrics, wall, task.target_val_loss, ref.t_start_ms,
-                                                  ref.t_target_ms, ref.start_steps, ref.start_untimed_s)
-        suspicious += static_suspicious or []
-    verdict = integrity.final_verdict(run_verdict, tampered, suspicious, req.allow_suspicious)
+    first, m = runs[0], runs[0].metrics
+    verdict, losses, times, mean_time, p_value = (checked.verdict, checked.losses, checked.times,
+                                                  checked.mean_time_ms, checked.p_value)
     sc: Score | None = None
     if mean_time is not None and verdict.passed:  # a speedup only counts for a valid result
         try:

@@ -25,6 +25,8 @@ class Reference:
     spread: Spread = field(default_factory=lambda: Spread(ASSUMED_CV, None))  # run-to-run spread of train times
     state: str = "manifest"  # fresh | re-checked | re-measured | cached | manifest (see calibrate.py)
     disturbed: tuple[str, ...] = ()  # calibration runs the machine disturbed even after retries
+    start_untimed_steps: int | None = None  # the start record's training steps outside its clock (timeline.py)
+    start_pre_step_s: float | None = None  # ... and its time before the first training-step line
 
 
 @dataclass(frozen=True)
