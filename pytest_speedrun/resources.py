@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,6 +32,15 @@ def usable_cores() -> list[int]:
         return sorted(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - macOS/Windows
         return list(range(os.cpu_count() or 1))
+
+
+def machine_pool_dir() -> Path:
+    """Where every pytest-speedrun session of this user on this machine keeps its leases: one pool per machine,
+    so two sessions (two terminals, or a test suite and a benchmark) never pin timed runs to the same core or GPU.
+    `SPEEDRUN_LEASE_DIR` moves it."""
+    override = os.environ.get("SPEEDRUN_LEASE_DIR")
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    return Path(override) if override else Path(tempfile.gettempdir()) / f"pytest-speedrun-leases-{uid}"
 
 
 def reserved_count(n_cores: int) -> int:

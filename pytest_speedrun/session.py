@@ -36,7 +36,7 @@ from .harness import (
 from .hints import regime_label, with_external_hints
 from .integrity import PASSED
 from .replay import find_interrupted
-from .resources import LeasePool, cpu_threads, discover_gpus, no_lease, run_cores
+from .resources import LeasePool, cpu_threads, discover_gpus, machine_pool_dir, no_lease, run_cores
 from .results import append_record, find_completed, item_dir, new_session_id
 from .runner import end_orphans, kill_session, process_token, store_id
 from .runner import run as runner_run
@@ -50,7 +50,8 @@ from .tasks import Task, adhoc_task, load_suite
 
 @dataclass(frozen=True)
 class SessionInfo:
-    """What the controller shares with workers (plain JSON values, for xdist's workerinput)."""
+    """What the controller shares with workers (plain JSON values, for xdist's workerinput). `pool_dir` is the
+    session's own scratch directory (Slurm job slots); leases come from the machine-wide pool."""
 
     session_id: str
     started: float
@@ -78,7 +79,7 @@ class SpeedrunSession:
                  owner: bool = True) -> None:
         self.settings, self.agent, self.info, self.owner = settings, agent, info, owner
         self.workers = max(1, workers)
-        self.pool = LeasePool(Path(info.pool_dir), gpus=list(info.gpus), cores=run_cores())
+        self.pool = LeasePool(machine_pool_dir(), gpus=list(info.gpus), cores=run_cores())
         self._slurm: SlurmLauncher | None = None
 
     def launcher(self):

@@ -84,3 +84,23 @@ def test_disturbance_names_what_slowed_a_run() -> None:
     assert "other cores were 90% busy" in noise.disturbance(0.0, {"others_busy": 0.9})
     assert noise.slowdown_bound(0.0, {"others_busy": 0.05}) == 0.0
     assert noise.slowdown_bound(0.0, {"others_busy": 1.0}) == pytest.approx(noise.BUSY_SLOWDOWN)
+
+
+def test_the_stale_check_tolerance_is_clamped_between_1_5_and_2_percent() -> None:
+    cached = [10_000.0, 10_050.0, 9_950.0]
+    wild = noise.shift_check([10_120.0] * 3, cached, Spread(0.05, 2))  # a huge spread estimate: still 2% at most
+    assert wild.tolerance == 0.02 and not wild.moved
+    assert noise.shift_check([10_250.0] * 3, cached, Spread(0.05, 2)).moved
+    calm = noise.shift_check([10_120.0] * 3, cached, Spread(0.001, 30))  # a tiny spread: never below 1.5%
+    assert calm.tolerance == 0.015 and not calm.moved
+
+
+def test_the_readme_precision_table_is_what_the_arithmetic_gives() -> None:
+    from pathlib import Path
+
+    from pytest_speedrun.tasks import find_suite, load_suite
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    rows = noise.precision_rows(load_suite(find_suite("nanogpt")))
+    assert len(rows) == 19 and all(row in readme for row in rows)
+    assert "task20 | 20 → 21 | 42.7 | ±0.94 | none" in "\n".join(rows)

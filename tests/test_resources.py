@@ -247,3 +247,21 @@ def test_fixtures_lease_gpus_and_run_scripts(pytester: pytest.Pytester, cache_di
     result = pytester.runpytest_subprocess(f"--speedrun-cache-dir={cache_dir}", "-rs", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=3, skipped=1)
     result.stdout.fnmatch_lines(["*needs 3 GPU(s), this machine offers 2*"])
+
+
+def test_every_session_on_the_machine_leases_from_one_pool(tmp_path: Path, monkeypatch) -> None:
+    """Two pytest sessions at once (two terminals, a test suite and a benchmark) never pin runs to one core."""
+    from pytest_speedrun.session import SessionInfo, SpeedrunSession
+    from pytest_speedrun.settings import build_settings
+
+    monkeypatch.setenv("SPEEDRUN_LEASE_DIR", str(tmp_path / "leases"))
+    settings = build_settings(agent=None, suites=[], hints="0", seeds=1, min_fsr=None, calibrate=False,
+                              calibration_runs=1, results_dir=tmp_path / "r", cache_dir=tmp_path / "c", timeout_s=None,
+                              agent_timeout_s=60, threads=None, python=None, data_dir=None)
+    one, two = (SpeedrunSession(settings, None, SessionInfo.create(None)) for _ in range(2))
+    assert one.pool.directory == two.pool.directory == tmp_path / "leases"
+    held = one.pool.try_acquire(0, len(one.pool.cores))
+    assert held is not None and two.pool.try_acquire(0, 1) is None
+    one.close()
+    assert two.pool.try_acquire(0, 1) is not None
+    two.close()
