@@ -96,7 +96,7 @@ def fingerprint_id(fp: dict[str, str]) -> str:
 
 RETRY_RUNS = 3  # runs per record when a first measurement found the next record not faster
 MAX_RUNS_KEPT = 30  # runs an entry accumulates across sessions (the most recent)
-RETRIES_DISTURBED = 2  # extra attempts of a calibration run that something else on the machine disturbed
+RETRIES_DISTURBED = 1  # another attempt of a calibration run that something else on the machine disturbed
 
 
 def disturbance(ex: Execution) -> str:
@@ -120,6 +120,7 @@ class Calibrator:
     force_before: float | None = None  # re-measure entries measured before this time (--speedrun-calibrate)
     control: Task | None = None  # its target record is the control script of the session check
     session_started: float | None = None
+    recheck_after_s: float = 0.0  # a check by any session on this machine holds this long (0: every session)
 
     def _paths(self, task: Task, ref: ScriptRef) -> tuple[Path, Path, dict, str]:
         if ref.path is None:
@@ -217,17 +218,24 @@ class Calibrator:
             return {}
         task, ref = self.control, self.control.target.script
         root, entry_path, fp, fid = self._paths(task, ref)
-        marker = root / f"check-{fid}-{self.settings.session_id}.json"
+        marker = root / f"check-{fid}.json"
         with FileLock(str(root / f"check-{fid}.lock")):
             try:
-                return json.loads(marker.read_text(encoding="utf-8"))
+                last = json.loads(marker.read_text(encoding="utf-8"))
             except (OSError, ValueError):
-                pass
+                last = {}
             at = time.time()
+            if last.get("session") == self.settings.session_id:
+                return last
+            if last and at - float(last.get("at", 0)) < self.recheck_after_s and self._load(entry_path, 1):
+                # A recent check by another session still shows the machine as it is (runs disturbed since are
+                # caught one by one by the pump's accounting).
+                return {**last, "state": "re-checked", "check": f"checked {at - last['at']:.0f} s ago by session "
+                        f"{last.get('session')}: {last.get('check', '')}"}
             cached = self._load(entry_path, 1)
             if cached is None:  # nothing to check: everything is measured now, the control CONTROL_RUNS times
                 self.measure(task, ref, runs=max(CONTROL_RUNS, self.runs))
-                result = {"state": "fresh", "at": at, "check": "nothing cached"}
+                result = {"state": "fresh", "at": at, "check": "nothing cached", "session": self.settings.session_id}
             else:
                 spread = self.spread(fid)
                 fresh = self._run(task, ref, entry_path.with_suffix(""), fp, fid, CONTROL_RUNS)
@@ -241,7 +249,9 @@ class Calibrator:
                              "checked_at": at}
                 write_atomic(entry_path, json.dumps(entry, indent=2, sort_keys=True) + "\n")
                 result = {"state": "re-measured" if check.moved else "re-checked", "at": at,
-                          "check": check.describe(), "spread": spread.describe()}
+                          "check": check.describe(), "spread": spread.describe(), "session": self.settings.session_id}
+                if check.moved:  # entries measured before this check are stale, for this and later sessions
+                    result["stale_before"] = at
             write_atomic(marker, json.dumps(result, sort_keys=True) + "\n")
         return result
 
@@ -253,8 +263,8 @@ class Calibrator:
         assumed spread."""
         measure_now = task.reference == "calibrate" or self.force_before is not None
         check = self.session_check() if measure_now else {}
-        if check.get("state") == "re-measured":
-            self = replace(self, force_before=max(self.force_before or 0.0, check["at"]))
+        if "stale_before" in check:
+            self = replace(self, force_before=max(self.force_before or 0.0, check["stale_before"]))
         start, fid = self.measure(task, task.start.script, lookup_only=not measure_now)
         target, _ = self.measure(task, task.target.script, lookup_only=not measure_now)
         if start is None or target is None:

@@ -69,7 +69,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--speedrun-min-fsr", type=float, default=None, metavar="X", help="also fail items with FSR < X")
     g.addoption("--speedrun-calibrate", action="store_true", help="re-measure calibrated reference times")
     g.addoption("--speedrun-calibration-runs", type=int, default=1, metavar="N",
-                help="runs per record when calibrating; the median is used (default 1)")
+                help="runs per record when calibrating; their geometric mean is used (default 1)")
+    g.addoption("--speedrun-recheck-after", type=float, default=900.0, metavar="S",
+                help="re-check cached reference times with control runs when the last check on this machine is "
+                     "older than S seconds (default 900; 0: every session)")
     g.addoption("--speedrun-results", metavar="DIR", help="results store (default: .speedrun/ in the rootdir)")
     g.addoption("--speedrun-cache-dir", metavar="DIR",
                 help="cache for generated data and calibration (default: user cache dir, or $PYTEST_SPEEDRUN_CACHE)")
@@ -189,7 +192,7 @@ def pytest_configure(config: pytest.Config) -> None:
             agent=opt.speedrun_agent or config.getini("speedrun_agent") or None,
             suites=opt.speedrun_suite or config.getini("speedrun_suites"), hints=opt.speedrun_hints,
             seeds=opt.speedrun_seeds, min_fsr=opt.speedrun_min_fsr, calibrate=opt.speedrun_calibrate,
-            calibration_runs=opt.speedrun_calibration_runs,
+            calibration_runs=opt.speedrun_calibration_runs, recheck_after_s=opt.speedrun_recheck_after,
             results_dir=_path(opt.speedrun_results, cwd) or config.rootpath / ".speedrun",
             cache_dir=_path(opt.speedrun_cache_dir, cwd), timeout_s=opt.speedrun_timeout,
             agent_timeout_s=opt.speedrun_agent_timeout, threads=opt.speedrun_threads, python=opt.speedrun_python,

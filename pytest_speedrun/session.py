@@ -177,7 +177,8 @@ class SpeedrunSession:
         run_settings = self.run_settings(task, name, on_wait, progress=progress)
         calibrator = Calibrator(cache_dir=s.cache_dir, settings=run_settings, runs=s.calibration_runs,
                                 force_before=self.info.started if s.calibrate else None,
-                                control=control_task(task, s.cache_dir), session_started=self.info.started)
+                                control=control_task(task, s.cache_dir), session_started=self.info.started,
+                                recheck_after_s=s.recheck_after_s)
         reference = calibrator.reference(task)
         result = run_item(ItemRequest(
             task=task, agent=self.agent, regime=regime, seed=seed, settings=run_settings, reference=reference,

@@ -57,6 +57,7 @@ class Settings:
     smoke: bool = False
     launcher: str = "local"
     slurm: SlurmConfig | None = None
+    recheck_after_s: float = 900.0  # a control check of the references on this machine is valid this long
 
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -87,11 +88,13 @@ def build_settings(
     allow_suspicious: bool = False, sandbox: str = "none", max_memory: str | None = None, nproc: int | None = None,
     gpus: str | None = None, resume: bool = False, repeats: int = 1, cumulative: bool = False,
     hints_dir: Path | None = None, smoke: bool = False, launcher: str = "local", slurm: SlurmConfig | None = None,
-    agent_network: bool = False,
+    agent_network: bool = False, recheck_after_s: float = 900.0,
 ) -> Settings:
     """Validate option values; raise UsageError naming the option on the first bad one."""
     _positive("--speedrun-seeds", seeds)
     _positive("--speedrun-calibration-runs", calibration_runs)
+    if recheck_after_s < 0:
+        raise UsageError(f"--speedrun-recheck-after={recheck_after_s:g}: must be 0 (every session) or more seconds")
     _positive("--speedrun-timeout", timeout_s)
     _positive("--speedrun-agent-timeout", agent_timeout_s)
     _positive("--speedrun-threads", threads)
@@ -117,7 +120,7 @@ def build_settings(
         threads=threads, python=python or sys.executable, data_dir=data_dir, allow_suspicious=allow_suspicious,
         sandbox=sandbox, max_memory_bytes=parse_memory(max_memory) if max_memory else None, nproc=nproc,
         gpus=gpus, resume=resume, repeats=repeats, cumulative=cumulative, hints_dir=hints_dir, smoke=smoke,
-        launcher=launcher, slurm=slurm, agent_network=agent_network,
+        launcher=launcher, slurm=slurm, agent_network=agent_network, recheck_after_s=recheck_after_s,
     )
 
 

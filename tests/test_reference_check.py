@@ -87,3 +87,34 @@ def test_a_disturbed_calibration_run_is_run_again(tmp_path: Path, cache_dir: Pat
     ref = cal.reference(tasks[0])
     assert len(machine.runs) == 5 * (calibrate.RETRIES_DISTURBED + 1)
     assert ref.disturbed and "other cores were 90% busy" in ref.disturbed[0]
+
+
+def test_a_recent_check_by_another_session_holds_within_the_window(tmp_path: Path, cache_dir: Path,
+                                                                    machine: Machine) -> None:
+    from dataclasses import replace
+
+    cal, tasks = _calibrator(tmp_path, cache_dir, "s1", started=1.0)
+    cal.reference(tasks[0])
+    machine.runs.clear()
+    soon, _ = _calibrator(tmp_path, cache_dir, "s2", started=1e12)
+    ref = replace(soon, recheck_after_s=900).reference(tasks[0])
+    assert machine.runs == [] and ref.state == "re-checked"  # checked seconds ago: no control runs
+    late, _ = _calibrator(tmp_path, cache_dir, "s3", started=1e12)
+    assert replace(late, recheck_after_s=0).reference(tasks[0]).state == "re-checked"
+    assert machine.runs == ["0.15"] * 3  # a window of 0: every session runs the control
+
+
+def test_a_move_seen_by_one_session_makes_older_entries_stale_for_the_next(tmp_path: Path, cache_dir: Path,
+                                                                           machine: Machine) -> None:
+    from dataclasses import replace
+
+    cal, tasks = _calibrator(tmp_path, cache_dir, "s1", started=1.0)
+    cal.reference(tasks[0])
+    cal.reference(tasks[1])
+    machine.speed, machine.runs[:] = 1.05, []
+    moved, _ = _calibrator(tmp_path, cache_dir, "s2", started=1e12)
+    assert moved.reference(tasks[1]).state == "re-measured"  # the control (0.15) and 0.3 measured again
+    machine.runs.clear()
+    later, _ = _calibrator(tmp_path, cache_dir, "s3", started=1e12)
+    replace(later, recheck_after_s=900).reference(tasks[0])
+    assert machine.runs == ["0.6"]  # within the window no control runs, but 0.6 predates the move: re-measured
