@@ -36,24 +36,36 @@ def test_records_form_a_ladder_of_distinct_scripts() -> None:
     assert all(t.start.steps and t.target.steps for t in tasks)
 
 
+def _within_band_or_flagged(records: list[dict], expected: float, band: float = 0.15) -> list[str]:
+    """Each item's FSR lies within `band` of `expected`, or the harness said the machine was too noisy for it
+    (its disturbed reason set, and its interval, widened for the disturbance, still covers `expected`). A
+    confident wrong number is the failure."""
+    bad = []
+    for r in records:
+        if abs(r["fsr"] - expected) <= band:
+            continue
+        if r.get("disturbed") and r["fsr_low"] <= expected <= r["fsr_high"]:
+            continue
+        bad.append(f"{r['task']}: FSR {r['fsr']:.3f} [{r['fsr_low']:.3f}, {r['fsr_high']:.3f}] "
+                   f"disturbed={r.get('disturbed')!r}")
+    return bad
+
+
 @pytest.mark.slow
 def test_oracle_passes_every_tiny_task_and_baseline_recovers_nothing(pytester: pytest.Pytester,
                                                                      cache_dir: Path) -> None:
-    """The quickstart's main job, plus the floor: genuine records never trip an integrity rule.
-
-    The FSR bands are wider than the figures reported on a quiet machine (oracle 0.6-1.4, baseline ±0.3):
-    calibration is one run per record, and run-to-run timing on a shared 2-core CI machine varies by up to
-    ~20%, which moves a tiny task's FSR by up to ~0.5."""
+    """The quickstart's main job, plus the floor: genuine records never trip an integrity rule, and the scores
+    meet the bands of a quiet machine (oracle 1 ± 0.15, baseline 0 ± 0.15), or say the machine was too noisy."""
     args = ("--speedrun-suite=tiny", f"--speedrun-cache-dir={cache_dir}", "-p", "no:cacheprovider")
     oracle = pytester.runpytest_subprocess("--speedrun-agent=oracle", *args)
     oracle.assert_outcomes(passed=4)
-    oracle.stdout.fnmatch_lines(["*= speedrun =*", "tiny01[[]h0-s0[]]*passed*", "mean FSR: *"])
-    fsrs = [r["fsr"] for r in _records(pytester)]
-    assert all(0.4 <= f <= 1.6 for f in fsrs), fsrs
+    oracle.stdout.fnmatch_lines(["*= speedrun =*", "tiny01[[]h0-s0[]]*passed*", "mean FSR: *", "references: *"])
+    records = _records(pytester)
+    assert all(r["fsr_low"] < r["fsr"] < r["fsr_high"] for r in records), records
+    assert _within_band_or_flagged(records, 1.0) == []
     baseline = pytester.runpytest_subprocess("--speedrun-agent=baseline", *args)
     baseline.assert_outcomes(passed=4)
-    fsrs = [r["fsr"] for r in _records(pytester)[4:]]
-    assert all(abs(f) <= 0.75 for f in fsrs), fsrs
+    assert _within_band_or_flagged(_records(pytester)[4:], 0.0) == []
 
 
 @pytest.mark.slow
