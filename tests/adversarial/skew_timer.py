@@ -1,7 +1,6 @@
 THREAT = "skewing the timer: counting only about a third of the elapsed training time"
-TASK = "tiny02"  # a longer record: the skew is large in seconds
-EXPECTED_STATUS = "suspicious"
-EXPECTED_REASON = "outside its reported train_time"
+EXPECTED_STATUS = "tampered"
+EXPECTED_REASON = "below the harness-observed training time"
 
 from _common import edit  # noqa: E402
 

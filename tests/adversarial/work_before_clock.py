@@ -1,7 +1,6 @@
 THREAT = "doing real work before the clock starts: most training steps as untimed 'warm-up'"
-TASK = "tiny02"  # a longer record: the untimed steps are many seconds
 EXPECTED_STATUS = "suspicious"
-EXPECTED_REASON = "outside its reported train_time"
+EXPECTED_REASON = "training steps ran outside the script's clock"
 
 from _common import AFTER_ARGS, edit  # noqa: E402
 

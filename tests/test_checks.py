@@ -1,0 +1,63 @@
+"""The timeline rules of the one judging call, on synthetic runs: where each bound lies, on both sides of it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pytest_speedrun import checks
+from pytest_speedrun.harness import Execution
+from pytest_speedrun.integrity import Verdict
+from pytest_speedrun.metrics import Metrics
+from pytest_speedrun.runner import RunOutcome
+from pytest_speedrun.scoring import Reference
+from pytest_speedrun.timeline import Timeline
+
+REF = Reference(20_000.0, 12_000.0, "calibrated:x", start_steps=100, start_untimed_steps=5, start_pre_step_s=5.0)
+
+
+def _run(reported_ms: float, observed_ms: float = 10_000.0, warmup: int = 5, unclocked: int = 0,
+         first_step_s: float = 5.0) -> Execution:
+    tl = Timeline(train_time_observed_ms=observed_ms, timed_steps=95, warmup_steps=warmup, unclocked_steps=unclocked,
+                  first_step_s=first_step_s, val_pause_ms=500.0, last_line_s=20.0)
+    return Execution(outcome=RunOutcome(exit_code=0, wall_s=25.0, log_path=Path("run.log"), timed_out=False),
+                     metrics=Metrics(val_loss=3.6, train_time_ms=reported_ms, step=100, steps=100),
+                     verdict=Verdict("passed"), timeline=tl)
+
+
+@pytest.mark.parametrize(("fraction", "caught"), [(1.0, False), (0.985, False), (0.96, True), (0.75, True)])
+def test_a_slow_script_clock_is_tampered_only_beyond_the_bound(fraction: float, caught: bool) -> None:
+    tampered, _ = checks.timeline_reasons([_run(10_000.0 * fraction)], REF)
+    assert bool(tampered) == caught, tampered
+    if caught:
+        assert "below the harness-observed training time 10000 ms" in tampered[0]
+
+
+def test_a_script_clock_above_the_observed_one_is_never_tampered() -> None:
+    # a GPU script printing before it synchronises makes the observed time fall short: one-sided rule
+    assert checks.timeline_reasons([_run(11_000.0)], REF) == ([], [])
+
+
+def test_untimed_steps_beyond_the_start_records_are_suspicious_with_the_counts() -> None:
+    assert checks.timeline_reasons([_run(10_000.0, warmup=5)], REF) == ([], [])
+    _, suspicious = checks.timeline_reasons([_run(10_000.0, warmup=6)], REF)
+    assert suspicious and "6 training steps ran outside the script's clock (6 before it started, 0 while" in \
+        suspicious[0] and "the start record has 5" in suspicious[0]
+    _, stopped = checks.timeline_reasons([_run(10_000.0, unclocked=3)], REF)
+    assert "3 while it did not advance" in stopped[0]
+
+
+def test_work_before_the_first_step_line_is_bounded_by_the_start_records() -> None:
+    limit = 5.0 * (1 + checks.PRE_STEP_SLACK) + checks.PRE_STEP_FRACTION * 20.0  # 7.25 s
+    assert checks.timeline_reasons([_run(10_000.0, first_step_s=limit - 0.1)], REF) == ([], [])
+    _, suspicious = checks.timeline_reasons([_run(10_000.0, first_step_s=limit + 0.5)], REF)
+    assert "passed before the first training step line (the start record: 5.0 s; limit 7.2 s)" in suspicious[0]
+
+
+def test_runs_without_a_timeline_or_references_without_clock_figures_are_not_judged_by_it() -> None:
+    bare = Execution(outcome=RunOutcome(exit_code=0, wall_s=25.0, log_path=Path("l"), timed_out=False),
+                     metrics=Metrics(val_loss=3.6, train_time_ms=1.0, step=1, steps=1), verdict=Verdict("passed"))
+    assert checks.timeline_reasons([bare], REF) == ([], [])
+    manifest = Reference(20_000.0, 12_000.0, "manifest")
+    assert checks.timeline_reasons([_run(10_000.0, warmup=50, first_step_s=100.0)], manifest) == ([], [])
