@@ -29,6 +29,7 @@ changes in 5 of the 19 NanoGPT pairs, the token count never does), and so does t
 from __future__ import annotations
 
 import ast
+import hashlib
 import re
 from dataclasses import dataclass, field
 
@@ -45,6 +46,12 @@ _OPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "
 _COMMUTATIVE = {"+", "*"}
 _LOOPS = (ast.For, ast.AsyncFor, ast.While)
 _MAX_DEPTH = 60
+_MAX_TEXT = 4000  # longer normalised values are replaced by a digest (equal values keep equal digests)
+_MAX_WORK = 20_000  # expressions followed per script (about a second); the genuine records need under 100
+
+
+class TooComplex(Exception):
+    """The script's data flow is too large to follow within the work limit."""
 
 
 @dataclass
@@ -88,6 +95,8 @@ class Flow:
         self.inputs = self._model_inputs()
         self._active: set[tuple] = set()
         self._depth = 0
+        self._memo: dict[tuple, tuple[str, frozenset[int]]] = {}
+        self._work = 0
 
     # --- indexing --------------------------------------------------------------------------------------
     def _index(self, body_owner: ast.AST, scope: ast.AST, loops: tuple[ast.AST, ...]) -> None:
@@ -196,9 +205,9 @@ class Flow:
 
         assigns = [(t, s.value) for s in ast.walk(self.tree) if isinstance(s, ast.Assign) for t in s.targets]
         assigns += [(s.target, s.value) for s in ast.walk(self.tree) if isinstance(s, ast.AnnAssign) and s.value]
-        changed = True
-        while changed:
-            changed = False
+        changed, passes = True, 0
+        while changed and passes < 10:  # wrappers are bound in source order; a few passes settle any real script
+            changed, passes = False, passes + 1
             for target, value in assigns:
                 if isinstance(target, ast.Name) and target.id not in models and wraps(value):
                     models.add(target.id)
@@ -242,12 +251,19 @@ class Flow:
         if node is None:
             return "None", frozenset()
         self._depth += 1
+        self._work += 1
+        if self._work > _MAX_WORK:
+            raise TooComplex(f"more than {_MAX_WORK} steps to follow")
         try:
             if self._depth > _MAX_DEPTH:
                 return "<DEEP>", frozenset()
-            return self._canon(node, ctx)
+            value, lines = self._canon(node, ctx)
         finally:
             self._depth -= 1
+        if len(value) > _MAX_TEXT:  # shared subexpressions would otherwise grow the text exponentially
+            digest = hashlib.sha1(value.encode()).hexdigest()[:20]
+            value = f"<#{digest}{VAL if VAL in value else ''}>"
+        return value, lines
 
     def _many(self, nodes: list[ast.AST], ctx: Ctx) -> tuple[list[str], frozenset[int]]:
         out, lines = [], frozenset()
@@ -328,6 +344,16 @@ class Flow:
     def compound(self, key: str, ctx: Ctx) -> tuple[str, frozenset[int]]:
         """The value of a name, `name.attr` or `name[const]` at ctx.stmt, by replaying the events that reach it.
         Events of the whole object apply to its parts (`total = zeros(2)` then `all_reduce(total)`)."""
+        memo = (key, id(ctx.scope), id(ctx.stmt), id(ctx.module_stmt),
+                tuple(sorted((k, v[0]) for k, v in ctx.bindings.items())))
+        if memo in self._memo:
+            return self._memo[memo]
+        result = self._compound(key, ctx)
+        if "<RECUR" not in result[0]:  # a value cut short by the cycle guard depends on where it was asked from
+            self._memo[memo] = result
+        return result
+
+    def _compound(self, key: str, ctx: Ctx) -> tuple[str, frozenset[int]]:
         root = re.split(r"[.\[]", key, maxsplit=1)[0]
         if root in ctx.bindings or root in self.inputs:
             base, lines = self.name(root, ctx)
@@ -371,6 +397,8 @@ class Flow:
         return None
 
     def _replay(self, key: str, evs: list[_Event], ctx: Ctx) -> tuple[str, frozenset[int]]:
+        kills = [i for i, e in enumerate(evs) if e.kind in ("assign", "loopvar", "bind")]
+        evs = evs[kills[-1]:] if kills else evs  # what came before the last plain binding cannot matter
         guard = (key, id(ctx.scope), id(ctx.stmt), tuple(sorted(ctx.bindings)))
         if guard in self._active:
             return f"<RECUR {key}>", frozenset()

@@ -25,9 +25,10 @@ import re
 import string
 from dataclasses import dataclass
 
-from .dataflow import AVERAGED, VAL, Ctx, Flow
+from .dataflow import AVERAGED, VAL, Ctx, Flow, TooComplex
 
 VAL_STEPS = f"<VALDIV({VAL})>"
+TOO_COMPLEX = "<TOO COMPLEX>"  # never accepted: a path the rule cannot follow is not the start's
 _CONST_SITE = re.compile(r"val_loss:\s*[-+]?(?:\d|\.\d|nan|inf)")
 
 
@@ -113,8 +114,11 @@ def val_paths(source: str) -> list[ValPath]:
             # a printed constant: the same text as the start script's is the start's own behaviour, any other is not
             path, lines = f"<CONSTANT {ast.unparse(node)}>", frozenset()
         else:
-            c, lines = flow.canon(expr, Ctx(scope, stmt, {}, None if not isinstance(scope, ast.Module) else stmt))
-            path = f"{'MEAN_RANKS ' if AVERAGED in lines else ''}FMT[{spec}]({c})"
+            try:
+                c, lines = flow.canon(expr, Ctx(scope, stmt, {}, None if not isinstance(scope, ast.Module) else stmt))
+                path = f"{'MEAN_RANKS ' if AVERAGED in lines else ''}FMT[{spec}]({c})"
+            except (TooComplex, RecursionError):
+                path, lines = TOO_COMPLEX, frozenset()
         lines = {n for n in lines if n != AVERAGED} | {stmt.lineno}
         out.append(ValPath(line=stmt.lineno, path=path, lines=tuple(sorted(lines))))
     return out
@@ -123,7 +127,7 @@ def val_paths(source: str) -> list[ValPath]:
 def _accepted(start: list[ValPath]) -> set[str]:
     """Paths a solution may have: the start's, and the start's with a fixed count of validation batches replaced
     by the contract's count (<VAL> // batch)."""
-    ok = {p.path for p in start}
+    ok = {p.path for p in start} - {TOO_COMPLEX}
     for p in start:
         for fixed in set(re.findall(r"range\((<CFG [^<>]*>)\)", p.path)):
             ok.add(p.path.replace(fixed, VAL_STEPS))
@@ -144,6 +148,7 @@ class ValPathChange:
     """A printing site of the solution whose path the start script does not have, by line numbers only."""
 
     line: int  # where the solution prints val_loss (0: it prints none the rule can follow)
+    too_complex: bool  # the path is too long to follow within the work limit
     changed: tuple[int, ...]  # the solution's path lines with no textual counterpart in the start's path
     missing: tuple[int, ...]  # the start's path lines with no counterpart in the solution's (when none changed)
 
@@ -155,12 +160,12 @@ def val_path_changes(start_source: str, solution_source: str) -> list[ValPathCha
     try:
         start = val_paths(start_source)
         solution = val_paths(solution_source)
-    except SyntaxError:
+    except (SyntaxError, RecursionError, MemoryError):  # what the compiler rejects too: the run will crash
         return []
-    if not start:
+    if all(p.path == TOO_COMPLEX for p in start):  # covers no sites at all: nothing to compare with
         return []
     if not solution:
-        return [ValPathChange(0, (), ())]
+        return [ValPathChange(0, False, (), ())]
     ok = _accepted(start)
     start_lines, sol_lines = start_source.splitlines(), solution_source.splitlines()
     start_path_lines = sorted({n for p in start for n in p.lines if 0 < n <= len(start_lines)})
@@ -173,7 +178,7 @@ def val_path_changes(start_source: str, solution_source: str) -> list[ValPathCha
         changed = [n for n in p.lines if 0 < n <= len(sol_lines) and sol_lines[n - 1].strip() not in start_texts]
         changed.sort(key=lambda n: n != p.line)  # the printing line first: it is what a reviewer reads first
         missing = [] if changed else [n for n in start_path_lines if start_lines[n - 1].strip() not in texts]
-        out.append(ValPathChange(p.line, tuple(changed), tuple(missing)))
+        out.append(ValPathChange(p.line, p.path == TOO_COMPLEX, tuple(changed), tuple(missing)))
     return out
 
 
@@ -186,6 +191,10 @@ def val_path_reasons(start_source: str, solution_source: str, script_name: str =
         if c.line == 0:
             reasons.append(f"{script_name} has no line printing val_loss: whose value the harness can follow back "
                            "to the model (the start script prints it from the validation loop)")
+            continue
+        if c.too_complex:
+            reasons.append(f"{script_name} line {c.line} prints a val_loss whose path is too long for the harness "
+                           "to follow back to the model (val path)")
             continue
         detail = _quote(sol_lines, list(c.changed) or [c.line])
         if c.missing:

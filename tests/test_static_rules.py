@@ -202,6 +202,31 @@ def test_format_and_percent_strings_are_followed_too() -> None:
     assert val_path_reasons(pct, scaled) != []
 
 
+def test_a_path_built_to_explode_is_judged_quickly(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    chain = "".join(f"        v{i + 1} = (v{i} + v{i}) / 2\n" for i in range(60))  # 2**60 leaves as a tree
+    solution = _edit("        val_loss /= val_steps\n",
+                     "        val_loss /= val_steps\n        v0 = val_loss\n" + chain)
+    solution = _edit("val_loss:{val_loss:.4f}", "val_loss:{v60:.4f}", solution)
+    started = time.perf_counter()
+    (reason,) = val_path_reasons(RECORD, solution)
+    assert time.perf_counter() - started < 2 and "(val path)" in reason
+
+
+def test_a_path_beyond_the_work_limit_is_suspicious_not_a_hang(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_speedrun import dataflow
+
+    monkeypatch.setattr(dataflow, "_MAX_WORK", 40)
+    start = ("import torch.nn as nn\nclass Net(nn.Module):\n    pass\nnet = Net()\nv = net(1)\n"
+             "print(f'val_loss:{v:.4f}')\n")
+    hops = "v = v.detach()\n" * 50
+    (reason,) = val_path_reasons(start, start.replace("v = net(1)\n", "v = net(1)\n" + hops))
+    assert reason == "train_gpt2.py line 56 prints a val_loss whose path is too long for the harness to follow " \
+                     "back to the model (val path)"
+    assert val_path_reasons(hops + start, start) == []  # a start script beyond the limit switches the rule off
+
+
 def test_unparsable_scripts_are_left_to_the_run() -> None:
     assert val_path_reasons(RECORD, "def broken(:\n") == []
     assert val_path_reasons("def broken(:\n", RECORD) == []
