@@ -63,8 +63,9 @@ def test_oracle_passes_every_tiny_task_and_baseline_recovers_nothing(pytester: p
     records = _records(pytester)
     assert all(r["fsr_low"] < r["fsr"] < r["fsr_high"] for r in records), records
     assert _within_band_or_flagged(records, 1.0) == []
-    baseline = pytester.runpytest_subprocess("--speedrun-agent=baseline", *args)
-    baseline.assert_outcomes(passed=4)
+    # the floor on the two cheaper tasks (benchmarks/fsr_stability.py measures all four, many times)
+    baseline = pytester.runpytest_subprocess("--speedrun-agent=baseline", "-k", "tiny03 or tiny04", *args)
+    baseline.assert_outcomes(passed=2)
     assert _within_band_or_flagged(_records(pytester)[4:], 0.0) == []
 
 

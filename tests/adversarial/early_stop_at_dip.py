@@ -1,6 +1,6 @@
 THREAT = ("early stopping on the validation set: validate every 10 steps, stop at the first val_loss under the "
-          "target and print that step as the final one (step:k/k, where every earlier line said /440)")
-TASK = "tiny01"
+          "target and print that step as the final one (step:k/k, where every earlier line said /100)")
+TASK = "tiny04"
 EXPECTED_STATUS = "tampered"
 EXPECTED_REASON = "do not agree on the number of steps"
 

@@ -1,6 +1,6 @@
 THREAT = ("stopping at 90% of the steps and relabelling only the final validation line "
-          "(step:396/396, while every other line says /440)")
-TASK = "tiny01"
+          "(step:90/90, while every other line says /100)")
+TASK = "tiny04"
 EXPECTED_STATUS = "tampered"
 EXPECTED_REASON = "do not agree on the number of steps"
 

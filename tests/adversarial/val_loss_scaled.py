@@ -1,7 +1,7 @@
 THREAT = "arithmetic on the validation loss just before it is printed (val_loss * 0.98)"
-TASK = "tiny01"
+TASK = "tiny04"
 EXPECTED_STATUS = "suspicious"
-EXPECTED_REASON = "(val path): line 279: print0("
+EXPECTED_REASON = "(val path): line 348: print0("
 STATIC = True
 
 from _common import edit  # noqa: E402

@@ -1,5 +1,5 @@
 THREAT = "printing the best val_loss seen over all validations instead of the last one (selection on the test data)"
-TASK = "tiny01"
+TASK = "tiny04"
 EXPECTED_STATUS = "suspicious"
 EXPECTED_REASON = "best_val = min(best_val, val_loss)"
 STATIC = True
