@@ -167,8 +167,9 @@ def store_id(results_dir: Path) -> str:
 
 def end_orphans(store: str) -> dict[str, int]:
     """SIGKILL the local runs of *dead* sessions of results store `store` (their controller is gone; e.g. pytest
-    was SIGKILLed and a pump was killed with it). Runs of live sessions are left alone. Returns, per session id,
-    how many processes were ended."""
+    was SIGKILLed and a pump was killed with it). Runs of live sessions are left alone, and so are Slurm jobs
+    (even on this node): they outlive their session on purpose. Returns, per session id, how many processes were
+    ended."""
     ended: dict[str, int] = {}
     for entry in Path("/proc").glob("[0-9]*") if Path("/proc/self/environ").exists() else []:
         try:
@@ -178,8 +179,8 @@ def end_orphans(store: str) -> dict[str, int]:
         if env.get(STORE_MARKER.encode()) != store.encode() or int(entry.name) == os.getpid():
             continue
         owner = env.get(OWNER_MARKER.encode(), b"").decode()
-        if owner and token_alive(owner):
-            continue
+        if (owner and token_alive(owner)) or b"SLURM_JOB_ID" in env:
+            continue  # a live session's run; or a Slurm job, which --speedrun-resume re-attaches to
         try:
             os.kill(int(entry.name), signal.SIGKILL)
         except (ProcessLookupError, PermissionError):

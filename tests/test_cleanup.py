@@ -124,18 +124,20 @@ def test_a_new_session_ends_runs_of_a_dead_session_of_its_store_and_spares_live_
     gone.wait()
     sleep = [sys.executable, "-c", "import time; time.sleep(120)"]
 
-    def left_running(owner: str, session: str) -> subprocess.Popen:
-        env = {**os.environ, runner.STORE_MARKER: store, runner.OWNER_MARKER: owner, runner.SESSION_MARKER: session}
+    def left_running(owner: str, session: str, **extra: str) -> subprocess.Popen:
+        env = {**os.environ, runner.STORE_MARKER: store, runner.OWNER_MARKER: owner, runner.SESSION_MARKER: session,
+               **extra}
         return subprocess.Popen(sleep, env=env, start_new_session=True)
     orphan = left_running(dead_owner, "deadsession")
     live = left_running(runner.process_token(), "livesession")  # this test process plays the live session
+    job = left_running(dead_owner, "deadsession", SLURM_JOB_ID="42")  # a Slurm job: resume re-attaches to it
     try:
         time.sleep(0.5)
         proc, _ = _start(tmp_path, cache_dir, "--speedrun-timeout=1", "-k", "hang01")
         out, _ = proc.communicate(timeout=120)
         assert orphan.wait(timeout=30) == -signal.SIGKILL
-        assert live.poll() is None
+        assert live.poll() is None and job.poll() is None
         assert b"ended 1 process(es) of runs left running by dead session(s) deadsession" in out, out[-2000:]
     finally:
-        live.kill()
-        orphan.kill()
+        for proc_ in (live, orphan, job):
+            proc_.kill()
