@@ -94,6 +94,9 @@ def _job(cmd: list[str], cwd: str, env: dict[str, str], log_path: str, timeout_s
     env = node_env(env, dict(os.environ))
     start = time.perf_counter()
     pumped = pump_command(cmd, Path(log_path), env.get(RUN_MARKER, ""), os.getpid())
+    # Each attempt writes the whole log: a requeued job (preempted) must not append to the partial first one,
+    # whose step lines would then go backwards.
+    Path(log_path).write_bytes(b"")
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(pumped, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)

@@ -27,10 +27,11 @@ from filelock import FileLock
 
 from .dataguard import full_sha256
 from .resources import pid_alive
-from .runner import RUN_MARKER, SESSION_MARKER, RunSpec
+from .runner import OWNER_MARKER, RUN_MARKER, SESSION_MARKER, RunSpec
 
 # Environment variables that differ between two sessions running the same work: markers and per-lease paths.
-VOLATILE_ENV = (SESSION_MARKER, RUN_MARKER, "CUDA_VISIBLE_DEVICES", "TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")
+VOLATILE_ENV = (SESSION_MARKER, RUN_MARKER, OWNER_MARKER, "CUDA_VISIBLE_DEVICES", "TORCHINDUCTOR_CACHE_DIR",
+                "TRITON_CACHE_DIR")
 
 
 def run_key(spec: RunSpec) -> str:
