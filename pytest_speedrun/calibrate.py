@@ -181,7 +181,7 @@ class Calibrator:
         work.mkdir(parents=True)
         script = work / SCRIPT_NAME
         shutil.copyfile(ref.path, script)
-        times, losses, untimed, disturbed, clock = [], [], [], [], []
+        times, losses, untimed, disturbed, clock, probes = [], [], [], [], [], []
         for i in range(runs):
             ex, why = self._one(task, script, work / f"run{i}.log", seed=i, name=ref.path.name)
             assert ex.metrics is not None
@@ -192,10 +192,13 @@ class Calibrator:
                 disturbed.append(why)
             if ex.timeline is not None:
                 clock.append(ex.timeline)
+            if ex.cpu.get("probe_s"):
+                probes.append(ex.cpu["probe_s"])
         observed = {"untimed_steps": max(t.warmup_steps + t.unclocked_steps for t in clock),
                     "pre_step_s": statistics.median(t.first_step_s for t in clock if t.first_step_s is not None)
                     } if clock and all(t.first_step_s is not None for t in clock) else {}
-        return {**observed, "train_time_ms": geometric_mean(times), "train_times_ms": times, "val_losses": losses,
+        return {**observed, "probes_s": probes, "train_time_ms": geometric_mean(times), "train_times_ms": times,
+                "val_losses": losses,
                 "steps": ex.metrics.steps, "untimed_s": statistics.median(untimed), "disturbed": disturbed,
                 "script": str(ref.path), "fingerprint": fp, "fingerprint_id": fid, "measured_at": time.time()}
 
@@ -245,6 +248,7 @@ class Calibrator:
                 else:
                     times = (cached["train_times_ms"] + fresh["train_times_ms"])[-MAX_RUNS_KEPT:]
                     entry = {**cached, "train_times_ms": times, "train_time_ms": geometric_mean(times),
+                             "probes_s": (cached.get("probes_s", []) + fresh["probes_s"])[-MAX_RUNS_KEPT:],
                              "val_losses": (cached.get("val_losses", []) + fresh["val_losses"])[-MAX_RUNS_KEPT:],
                              "checked_at": at}
                 write_atomic(entry_path, json.dumps(entry, indent=2, sort_keys=True) + "\n")
@@ -289,4 +293,6 @@ class Calibrator:
                          start_untimed_s=start["untimed_s"], n_start=len(start["train_times_ms"]),
                          n_target=len(target["train_times_ms"]), spread=self.spread(fid), state=state,
                          disturbed=disturbed, start_untimed_steps=start.get("untimed_steps"),
-                         start_pre_step_s=start.get("pre_step_s"))
+                         start_pre_step_s=start.get("pre_step_s"),
+                         probe_s=statistics.median(probes) if (probes := start.get("probes_s", [])
+                                                               + target.get("probes_s", [])) else None)

@@ -390,17 +390,18 @@ def _result(req: ItemRequest, base: dict, runs: list[Execution], checked: checks
             sc = None
     observed = [ex.timeline.train_time_observed_ms for ex in done
                 if ex.timeline is not None and ex.timeline.train_time_observed_ms is not None]
-    disturbed = next((why for ex in done if (why := noise.disturbance(ex.contention, ex.cpu))), "")
+    disturbed = next((why for ex in done if (why := noise.disturbance(ex.contention, ex.cpu, ref.probe_s))), "")
     interval, note = None, ""
     if sc is not None and mean_time is not None:
-        slowdown = max(noise.slowdown_bound(ex.contention, ex.cpu) for ex in done)
+        slowdown = max(noise.slowdown_bound(ex.contention, ex.cpu, ref.probe_s) for ex in done)
+        faster = max(0.0, -min(noise.drift(ex.cpu, ref.probe_s) for ex in done))
         interval = noise.fsr_interval(sc.fsr, mean_time, len(times), ref.t_start_ms, ref.n_start, ref.t_target_ms,
-                                      ref.n_target, ref.spread, slowdown)
+                                      ref.n_target, ref.spread, slowdown,
+                                      2 * faster if faster > noise.DRIFT_LIMIT else 0.0)
         name = f"{task.id}[h{base['hints']}-s{base['seed']}]"
         note = noise.advice(name, interval, sc.fsr, mean_time, ref.t_start_ms, ref.t_target_ms, ref.spread)
         if disturbed:
-            note = (f"{name}: the machine was too noisy for a firm score ({disturbed}); its interval allows a "
-                    f"{slowdown:.0%} slowdown")
+            note = f"{name}: the machine was too noisy for a firm score ({disturbed}); its interval allows for it"
     return ItemResult(
         **base, status=verdict.status, reasons=verdict.reasons, log_path=str(first.outcome.log_path),
         val_loss=statistics.fmean(losses) if losses else None, train_time_ms=mean_time,

@@ -98,12 +98,15 @@ class Interval:
 
 
 def fsr_interval(fsr: float, x: float, n_x: int, a: float, n_a: int, b: float, n_b: int, spread: Spread,
-                 slowdown: float = 0.0) -> Interval:
+                 slowdown: float = 0.0, speedup: float = 0.0) -> Interval:
     """The 95% interval of an item's FSR. `slowdown`: the fraction by which something outside the run may have
-    slowed it (measured contention); the run could have been that much faster, so the interval reaches up."""
+    slowed it (measured contention, a slower machine); the run could have been that much faster, so the interval
+    reaches up. `speedup`: the fraction by which the machine ran faster than when the references were measured;
+    the interval reaches down."""
     half = fsr_half_width(x, n_x, a, n_a, b, n_b, spread)
     reach = x * (1 - 1 / (1 + slowdown)) / (a - b) if slowdown > 0 and a > b else 0.0
-    return Interval(fsr - half, fsr + half + reach)
+    down = x * speedup / (a - b) if speedup > 0 and a > b else 0.0
+    return Interval(fsr - half - down, fsr + half + reach)
 
 
 def runs_for(target_half: float, x: float, a: float, b: float, spread: Spread, max_runs: int = 10,
@@ -158,10 +161,27 @@ WAIT_LIMIT = 0.01  # a run that waited for its own core (or lost it to the hyper
 BUSY_SLOWDOWN = 1.0  # how much a fully busy neighbour core can slow a pinned run, at most (docs/timing.md)
 
 
-def disturbance(wait: float, cpu: dict[str, float]) -> str:
+DRIFT_LIMIT = 0.05  # the pump's CPU probe this much off the references' own: the machine's speed moved
+
+
+def drift(cpu: dict[str, float], reference_probe_s: float | None) -> float:
+    """How much slower (> 0) or faster (< 0) the machine ran during this run than while its references were
+    measured, by the pump's CPU probe (0 when either figure is missing)."""
+    probe = cpu.get("probe_s")
+    if not probe or not reference_probe_s:
+        return 0.0
+    return probe / reference_probe_s - 1
+
+
+def disturbance(wait: float, cpu: dict[str, float], reference_probe_s: float | None = None) -> str:
     """Why a run's time says more about the machine than about the script ("" if it ran undisturbed). `wait`: the
-    fraction of its wall time the run waited for its own core; `cpu`: the pump's accounting (pump.py)."""
+    fraction of its wall time the run waited for its own core; `cpu`: the pump's accounting (pump.py);
+    `reference_probe_s`: the pump's CPU probe while the references were measured."""
     busy, steal = cpu.get("others_busy", 0.0), cpu.get("steal", 0.0)
+    moved = drift(cpu, reference_probe_s)
+    if abs(moved) > DRIFT_LIMIT:
+        return (f"the machine ran {abs(moved):.0%} {'slower' if moved > 0 else 'faster'} than when the references "
+                "were measured (the pump's CPU probe)")
     if wait > WAIT_LIMIT:
         return f"the run waited {wait:.1%} of its time for its own core"
     if steal > WAIT_LIMIT:
@@ -171,12 +191,14 @@ def disturbance(wait: float, cpu: dict[str, float]) -> str:
     return ""
 
 
-def slowdown_bound(wait: float, cpu: dict[str, float]) -> float:
+def slowdown_bound(wait: float, cpu: dict[str, float], reference_probe_s: float | None = None) -> float:
     """How much slower than undisturbed a run may have been, by what the pump saw (0 for an undisturbed run)."""
-    if not disturbance(wait, cpu):
+    if not disturbance(wait, cpu, reference_probe_s):
         return 0.0
     busy = cpu.get("others_busy", 0.0)
-    return wait + cpu.get("steal", 0.0) + (BUSY_SLOWDOWN * busy if busy > BUSY_LIMIT else 0.0)
+    moved = max(0.0, drift(cpu, reference_probe_s))
+    return wait + cpu.get("steal", 0.0) + (BUSY_SLOWDOWN * busy if busy > BUSY_LIMIT else 0.0) + \
+        (2 * moved if moved > DRIFT_LIMIT else 0.0)
 
 
 def advice(task: str, interval: Interval, fsr: float, x: float, a: float, b: float, spread: Spread) -> str:

@@ -27,6 +27,7 @@ class Reference:
     disturbed: tuple[str, ...] = ()  # calibration runs the machine disturbed even after retries
     start_untimed_steps: int | None = None  # the start record's training steps outside its clock (timeline.py)
     start_pre_step_s: float | None = None  # ... and its time before the first training-step line
+    probe_s: float | None = None  # the pump's CPU probe while the references were measured (noise.drift)
 
 
 @dataclass(frozen=True)

@@ -312,7 +312,9 @@ def test_slurm_is_checked_when_configured(node: Path, monkeypatch) -> None:
         (node / "bin" / tool).write_text("#!/bin/sh\nexit 0\n")
         (node / "bin" / tool).chmod(0o755)
     slurm = checks_of(opts)["Slurm"]
-    assert slurm.status == FAIL and "sinfo not on PATH" in slurm.detail
+    # no sinfo of ours: where Slurm is installed (CI installs it for tests/test_slurm.py) the real one answers
+    # that no slurmctld is reachable, elsewhere there is none
+    assert slurm.status == FAIL and ("sinfo not on PATH" in slurm.detail or "slurmctld does not answer" in slurm.detail)
     (node / "bin" / "sinfo").write_text("#!/bin/sh\necho 'debug*'\necho cpu\n")
     (node / "bin" / "sinfo").chmod(0o755)
     slurm = checks_of(opts)["Slurm"]

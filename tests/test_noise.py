@@ -104,3 +104,16 @@ def test_the_readme_precision_table_is_what_the_arithmetic_gives() -> None:
     rows = noise.precision_rows(load_suite(find_suite("nanogpt")))
     assert len(rows) == 19 and all(row in readme for row in rows)
     assert "task20 | 20 → 21 | 42.7 | ±0.94 | none" in "\n".join(rows)
+
+
+def test_a_machine_that_ran_slower_or_faster_than_for_its_references_is_said_so_and_widens_the_interval() -> None:
+    ref_probe = 0.015
+    assert noise.disturbance(0.0, {"probe_s": 0.0153}, ref_probe) == ""  # 2%: within the probe's own noise
+    slow = noise.disturbance(0.0, {"probe_s": 0.018}, ref_probe)
+    assert "ran 20% slower than when the references were measured" in slow
+    assert "faster" in noise.disturbance(0.0, {"probe_s": 0.012}, ref_probe)
+    assert noise.slowdown_bound(0.0, {"probe_s": 0.018}, ref_probe) == pytest.approx(0.4)
+    assert noise.disturbance(0.0, {"probe_s": 0.018}, None) == ""  # no reference probe: nothing to compare
+    base = noise.fsr_interval(1.0, 18_000, 1, 30_000, 1, 18_000, 1, Spread(0.01, 9))
+    down = noise.fsr_interval(1.0, 18_000, 1, 30_000, 1, 18_000, 1, Spread(0.01, 9), speedup=0.2)
+    assert down.high == base.high and down.low == pytest.approx(base.low - 0.3)
