@@ -10,7 +10,8 @@ standard library: it also runs on Slurm nodes and must start in milliseconds). I
   clock of its own that the script cannot touch (see timeline.py);
 * samples the run-queue delay of every thread of the run (`/proc/<pid>/task/<tid>/schedstat`): the time the run
   was ready to compute but waited for a CPU held by someone else; and, from /proc/stat, how busy the other cores
-  were and how much time the hypervisor stole from the run's cores. All of it goes to the stats file at the end;
+  were and how much time the hypervisor stole from the run's cores, and a CPU probe on the run's cores before it
+  starts and after it ends (probe_s). All of it goes to the stats file at the end;
 * watches its parent, the pytest process that started it. When the parent dies (its terminal closed, SIGKILL,
   OOM), the run dies too: SIGTERM to the group, a short grace, then SIGKILL to the group and to any process
   that escaped it (found by the run marker in its environment). A run never outlives its session.
@@ -124,18 +125,30 @@ def machine_load(before: dict, after: dict, cores: list[int]) -> dict[str, float
     return load
 
 
-PROBE_EVERY_S = 1.0  # a CPU-speed probe beside the run, this often
+PROBES = 5  # CPU-speed probes on the run's cores before the run and after it
 
 
 def probe_s() -> float:
-    """Seconds for a fixed bit of pure-Python arithmetic (about 15 ms): the speed of the pump's core now. A
-    virtual machine whose host slows it (other tenants, power limits) shows it here as in the run, while the
+    """Seconds for a fixed bit of pure-Python arithmetic (about 15 ms): the speed of this core now. A virtual
+    machine whose host slows a virtual CPU (other tenants, power limits) shows it here as in the run, while the
     run-queue and steal counters may show nothing."""
     start = time.perf_counter()
     x = 0
     for i in range(200_000):
         x += i * i
     return time.perf_counter() - start
+
+
+def probe_on(cores: list[int]) -> list[float]:
+    """PROBES probes on `cores` (the lease is ours before the command starts and after it ends), then back."""
+    if not cores or not hasattr(os, "sched_setaffinity"):
+        return [probe_s() for _ in range(PROBES)]
+    mine = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cores)
+    try:
+        return [probe_s() for _ in range(PROBES)]
+    finally:
+        os.sched_setaffinity(0, mine)
 
 
 def _marked(marker: str) -> list[int]:
@@ -222,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         if os.getppid() != args.parent:  # the parent is already gone: never start the command
             return 1
         threading.Thread(target=_watch_parent, args=(args.parent, args.marker, stop), daemon=True).start()
+    probes = probe_on(cores)  # the run's own cores, before the run starts and after it ends
     start = time.monotonic()
     cpus_before = cpu_times()
     try:
@@ -233,15 +247,9 @@ def main(argv: list[str] | None = None) -> int:
         return CANNOT_START
     acct = Accounting(proc.pid)
 
-    probes = [probe_s() for _ in range(3)]
-
     def sample() -> None:
-        last = time.monotonic()
         while not stop.wait(SAMPLE_S):
             acct.sample()
-            if time.monotonic() - last >= PROBE_EVERY_S:
-                probes.append(probe_s())
-                last = time.monotonic()
     threading.Thread(target=sample, daemon=True).start()
     assert proc.stdout is not None
     reader = threading.Thread(target=_pump_lines, args=(proc.stdout, args.log, args.timeline, start), daemon=True)
@@ -252,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     reader.join(timeout=LINGER_S)
     acct.sample()
     stop.set()
-    probes += [probe_s() for _ in range(3)]
+    probes += probe_on(cores)
     stats = {"wall_s": time.monotonic() - start, **acct.totals(), "threads": len(acct.threads),
              **machine_load(cpus_before, cpu_times(), cores), "probe_s": sorted(probes)[len(probes) // 2]}
     tmp = args.stats.with_suffix(args.stats.suffix + ".tmp")
