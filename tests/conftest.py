@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import socket
+import threading
 from pathlib import Path
 
 import pytest
 
 from fakes import write_suite
+from pytest_speedrun.agents.base import AgentContext
+from pytest_speedrun.harness import prepare_workspace
+from pytest_speedrun.tasks import load_task
 
 pytest_plugins = ["pytester"]
 
@@ -31,3 +36,24 @@ def run(pytester: pytest.Pytester, suite: Path, cache_dir: Path):
         full = (f"--speedrun-suite={suite}", f"--speedrun-cache-dir={cache_dir}", "-p", "no:cacheprovider", *args)
         return pytester.runpytest_subprocess(*full) if subprocess else pytester.runpytest(*full)
     return _run
+
+
+@pytest.fixture
+def listener():
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    threading.Thread(target=lambda: [server.accept()[0].close() for _ in range(10)], daemon=True).start()
+    yield server.getsockname()[1]
+    server.close()
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> AgentContext:
+    """An agent's context on the mini suite's first task, with hint level 1."""
+    task = load_task(write_suite(tmp_path / "s") / "mini01.toml")
+    art = tmp_path / "art"
+    art.mkdir()
+    workspace, script, hints = prepare_workspace(task, (1,), art)
+    return AgentContext(task=task, workspace=workspace, script_path=script, hints=hints, hint_levels=(1,), seed=4,
+                        artifacts_dir=art, timeout_s=20)

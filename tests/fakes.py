@@ -95,3 +95,14 @@ def write_suite(root: Path, works: tuple[float, ...] = (0.6, 0.3, 0.15), loss: f
         (suite / f"mini{k:02d}.toml").write_text(
             manifest(f"mini{k:02d}", f"records/record_{k}.py", f"records/record_{k + 1}.py", records=(k, k + 1)))
     return suite
+
+
+# A probe for network isolation: prints CONNECTED or BLOCKED for a loopback port (the `listener` fixture).
+CONNECT = '''\
+import socket
+try:
+    socket.create_connection(("127.0.0.1", {port}), timeout=3).close()
+    print("CONNECTED")
+except OSError as exc:
+    print("BLOCKED", exc)
+'''

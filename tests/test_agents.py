@@ -1,23 +1,9 @@
-from pathlib import Path
 
 import pytest
 
-from fakes import write_suite
 from pytest_speedrun.agents import AgentContext, make_agent
 from pytest_speedrun.agents.registry import available_agents
 from pytest_speedrun.errors import AgentError, UsageError
-from pytest_speedrun.harness import prepare_workspace
-from pytest_speedrun.tasks import load_task
-
-
-@pytest.fixture
-def ctx(tmp_path: Path) -> AgentContext:
-    task = load_task(write_suite(tmp_path / "s") / "mini01.toml")
-    art = tmp_path / "art"
-    art.mkdir()
-    workspace, script, hints = prepare_workspace(task, (1,), art)
-    return AgentContext(task=task, workspace=workspace, script_path=script, hints=hints, hint_levels=(1,), seed=4,
-                        artifacts_dir=art, timeout_s=10)
 
 
 def test_workspace_holds_start_script_and_hints_but_not_the_target(ctx: AgentContext) -> None:

@@ -11,15 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from fakes import write_suite
 from pytest_speedrun import runner
 from pytest_speedrun.agents import AgentContext, AgentResources, make_agent
 from pytest_speedrun.agents.coding import PRESETS, coding_prompt, credential_paths
 from pytest_speedrun.agents.registry import available_agents
 from pytest_speedrun.errors import AgentError, UsageError
-from pytest_speedrun.harness import prepare_workspace
 from pytest_speedrun.resources import pid_alive
-from pytest_speedrun.tasks import load_task
 
 FAKE = Path(__file__).with_name("fake_coding_tool.py")
 EXECUTABLES = {"claude-code": "claude", "codex": "codex", "aider": "aider", "gemini-cli": "gemini"}
@@ -72,14 +69,6 @@ def tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return record
 
 
-@pytest.fixture
-def ctx(tmp_path: Path) -> AgentContext:
-    task = load_task(write_suite(tmp_path / "s") / "mini01.toml")
-    art = tmp_path / "art"
-    art.mkdir()
-    workspace, script, hints = prepare_workspace(task, (1,), art)
-    return AgentContext(task=task, workspace=workspace, script_path=script, hints=hints, hint_levels=(1,), seed=4,
-                        artifacts_dir=art, timeout_s=20)
 
 
 def solve(preset: str, ctx: AgentContext, monkeypatch: pytest.MonkeyPatch, record: Path, model: str | None = None):

@@ -3,34 +3,14 @@
 from __future__ import annotations
 
 import os
-import socket
-import threading
 from pathlib import Path
 
 import pytest
 
+from fakes import CONNECT
 from pytest_speedrun import runner
 from pytest_speedrun.errors import UsageError
 from pytest_speedrun.sandbox import Sandbox, probe
-
-CONNECT = '''\
-import socket, sys
-try:
-    socket.create_connection(("127.0.0.1", {port}), timeout=3).close()
-    print("CONNECTED")
-except OSError as exc:
-    print("BLOCKED", exc)
-'''
-
-
-@pytest.fixture
-def listener():
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen()
-    threading.Thread(target=lambda: [server.accept()[0].close() for _ in range(10)], daemon=True).start()
-    yield server.getsockname()[1]
-    server.close()
 
 
 def _run(tmp_path: Path, body: str, sandbox: Sandbox, **kw) -> str:

@@ -13,17 +13,15 @@ import json
 import os
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from fakes import write_suite
+from fakes import CONNECT, write_suite
 from pytest_speedrun.agents.base import AgentContext
 from pytest_speedrun.agents.command import CommandAgent
 from pytest_speedrun.answers import git_dirs, installed_copies, session_answer_holders, task_answer_holders
@@ -187,24 +185,8 @@ def test_git_history_of_the_checkout_is_hidden(host_dir: Path, bwrap: Sandbox) -
 
 # --- command: agents --------------------------------------------------------------------------------------
 
-CONNECT = '''\
-import socket
-try:
-    socket.create_connection(("127.0.0.1", {port}), timeout=3).close()
-    print("CONNECTED")
-except OSError as exc:
-    print("BLOCKED", exc)
-'''
 
 
-@pytest.fixture
-def listener():
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen()
-    threading.Thread(target=lambda: [server.accept()[0].close() for _ in range(10)], daemon=True).start()
-    yield server.getsockname()[1]
-    server.close()
 
 
 def _ctx(layout: Layout) -> AgentContext:
