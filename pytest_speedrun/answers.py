@@ -13,6 +13,7 @@ results store.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterable
 from importlib.metadata import distributions
 from pathlib import Path
@@ -54,8 +55,10 @@ def task_answer_holders(task: Task) -> tuple[Path, ...]:
 def installed_copies() -> list[Path]:
     """Where each installed copy of this distribution on sys.path keeps the suites: its packaged suites folder
     (a wheel install, or the copy an editable build left in site-packages), and what it was installed from, as
-    its PEP 610 `direct_url.json` records: a local source tree's `tasks/`, or a local wheel file."""
-    found = []
+    its PEP 610 `direct_url.json` records: a local source tree's `tasks/`, or a local wheel file. Also any
+    `pytest_speedrun/suites` folder on sys.path that no installed distribution lists any more (a copy an
+    earlier build left behind)."""
+    found = [Path(e) / _PACKAGED_SUITES for e in sys.path if e and (Path(e) / _PACKAGED_SUITES).is_dir()]
     for dist in distributions(name=DISTRIBUTION):
         if any(str(f).startswith(_PACKAGED_SUITES + "/") for f in dist.files or ()):
             found.append(Path(str(dist.locate_file(_PACKAGED_SUITES))))

@@ -13,7 +13,7 @@ Timeline rules (see docs/integrity.md for the bounds and why):
 * more untimed training steps (warm-up before the clock's last start, or steps whose reported time did not
   advance) than the start record had is `suspicious`, with the counts;
 * untimed work before the first training-step line beyond the start record's by more than PRE_STEP_FRACTION of
-  t_i plus PRE_STEP_SLACK of the start's own is `suspicious`.
+  t_i (at least PRE_STEP_FLOOR_S) plus PRE_STEP_SLACK of the start's own is `suspicious`.
 """
 
 from __future__ import annotations
@@ -34,6 +34,10 @@ CLOCK_BOUND = 0.02  # genuine tiny runs agree within 0.01% (benchmarks/clock_agr
 CLOCK_SLACK_MS = 100.0  # for the arrival jitter of the two lines that bound the timed region
 PRE_STEP_FRACTION = 0.05  # untimed work before the first step line: at most 5% of t_i beyond the start's ...
 PRE_STEP_SLACK = 0.25  # ... plus 25% of the start's own (imports, data loading and model setup vary that much)
+# ... and never less than this: interpreter start and imports jitter by tenths of a second on a loaded machine
+# (a CI run of the fake mini suite, t_i 0.3 s, once took 0.13 s against the start's 0.1 s). It binds only
+# below t_i = 20 s; a second of untimed work is under 2% of any real task's t_i.
+PRE_STEP_FLOOR_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -86,12 +90,17 @@ def timeline_reasons(runs: Sequence, ref: Reference) -> tuple[list[str], list[st
                 f"started, {tl.unclocked_steps} while it did not advance); the start record has "
                 f"{ref.start_untimed_steps}")
         if ref.start_pre_step_s is not None and tl.first_step_s is not None:
-            limit = ref.start_pre_step_s * (1 + PRE_STEP_SLACK) + PRE_STEP_FRACTION * ref.t_start_ms / 1000.0
+            limit = pre_step_limit(ref.start_pre_step_s, ref.t_start_ms)
             if tl.first_step_s > limit:
                 suspicious.append(
                     f"{which}{tl.first_step_s:.1f} s passed before the first training step line (the start record: "
                     f"{ref.start_pre_step_s:.1f} s; limit {limit:.1f} s): untimed work before training")
     return tampered, suspicious
+
+
+def pre_step_limit(start_pre_step_s: float, t_start_ms: float) -> float:
+    """The most untimed time before the first training-step line a solution may take, in seconds."""
+    return start_pre_step_s * (1 + PRE_STEP_SLACK) + max(PRE_STEP_FRACTION * t_start_ms / 1000.0, PRE_STEP_FLOOR_S)
 
 
 def check(task: Task, ref: Reference, runs: Sequence, *, start_text: str, solution_text: str,

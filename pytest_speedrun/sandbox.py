@@ -4,9 +4,17 @@
   loopback interface, brought up with `ip`, so torchrun's local rendezvous still works. No network access;
   the file system is not restricted.
 * `bwrap`: bubblewrap. No network (loopback only), its own process namespace (so the harness's processes, and
-  through `/proc` their files, are out of sight), the whole file system read-only except the workspace and a
-  private /tmp, devices passed through (GPUs keep working), the data directory read-only even for root, and
-  every directory that holds an answer (`masked`, see answers.py) replaced by an empty one.
+  through `/proc` their files, are out of sight), devices passed through (GPUs keep working), and a file
+  system the process gets to see *by allow-list*:
+  - the operating system's directories (SYSTEM_ROOTS: /usr, /etc, /opt, /var, ...) read-only;
+  - the Python environment (its prefixes and every sys.path entry), this package, the directory pytest was
+    started from, the data and what the caller keeps (an agent's own install), read-only;
+  - the workspace and the caller's writable paths read-write;
+  - a private, empty /tmp and /var/tmp, and every other top-level directory (/home, /root, /work, /srv, /mnt,
+    ...) replaced by an empty one: a copy of the records in another checkout or a download folder is out of
+    sight without the harness having to know of it;
+  - every directory that holds an answer (`masked`, see answers.py) replaced by an empty one, also inside
+    the kept paths (the suites of a source checkout pytest runs from, its git directory).
 
 Availability is probed once by running `true` inside the sandbox; when the probe fails, `describe()` says in one
 line what is *not* isolated and runs go ahead unsandboxed (the plugin prints that line in the header).
@@ -30,6 +38,12 @@ KINDS = ("none", "netns", "bwrap")
 # What a sandboxed process sees at a path (bwrap): nothing, the host's file read-only, or read-write.
 _HIDE, _READ, _WRITE = "hide", "read", "write"
 
+# Top-level directories of the operating system, shown read-only; every other one is hidden unless kept.
+SYSTEM_ROOTS = frozenset({"bin", "sbin", "lib", "lib32", "lib64", "libx32", "usr", "etc", "opt", "var", "dev",
+                          "proc", "sys", "run", "boot", "nix", "gnu", "snap"})
+# World-writable scratch inside the system directories: private (empty) like /tmp.
+_SCRATCH = (Path("/tmp"), Path("/var/tmp"))
+
 
 @dataclass(frozen=True)
 class Sandbox:
@@ -38,10 +52,20 @@ class Sandbox:
     why_not: str = ""
     masked: tuple[Path, ...] = ()  # the session's answer holders, empty in every bwrap process (answers.py)
     agent_network: bool = False  # --speedrun-agent-network: agent processes keep the host's network
+    kept: tuple[Path, ...] = ()  # shown read-only to every process, on top of the environment (see prefix)
 
-    def configured(self, masked: Iterable[Path] = (), agent_network: bool = False) -> Sandbox:
-        """This sandbox, hiding `masked` from every process it starts, and with the agents' network setting."""
-        return replace(self, masked=tuple(sorted(set(masked), key=str)), agent_network=agent_network)
+    def configured(self, masked: Iterable[Path] = (), agent_network: bool = False,
+                   kept: Iterable[Path] = ()) -> Sandbox:
+        """This sandbox, hiding `masked` from every process it starts, showing `kept` read-only, and with the
+        agents' network setting."""
+        return replace(self, masked=tuple(sorted(set(masked), key=str)), agent_network=agent_network,
+                       kept=tuple(sorted(set(kept), key=str)))
+
+    def outside_masks(self, paths: Iterable[Path], masked: Iterable[Path] = ()) -> tuple[Path, ...]:
+        """`paths` less those inside (or equal to) a masked path: for paths a program asks to see, where a mask
+        must win even over a more specific path (an agent naming the cached record on its command line)."""
+        holders = [m.resolve() for m in (*self.masked, *masked)]
+        return tuple(p for p in paths if not any(h == p.resolve() or h in p.resolve().parents for h in holders))
 
     @property
     def hides_answers(self) -> bool:
@@ -55,8 +79,8 @@ class Sandbox:
                     "access and can write anywhere the user can")
         if self.kind == "netns":
             return "sandbox: netns (no network; the file system is not restricted)"
-        return ("sandbox: bwrap (no network; read-only file system except the workspace and a private /tmp; "
-                "records, hints, caches and results hidden)")
+        return ("sandbox: bwrap (no network; only the system, the Python environment, the data and the workspace "
+                "visible; records, hints, caches and results hidden)")
 
     def exposure(self, agent_network: bool) -> str | None:
         """One line for the summary when the agent could have read (or downloaded) an answer; None otherwise."""
@@ -73,30 +97,61 @@ class Sandbox:
                writable: Iterable[Path] = (), network: bool = False) -> list[str]:
         """The command prefix that runs a command inside the sandbox (empty when not isolating).
 
-        `workspace` and `writable` are read-write, `read_only` (with the Python environment) stays visible,
-        and `masked` (with the sandbox's own `masked`) is hidden; with bwrap, the most specific path decides,
-        so data kept inside a masked cache stays visible and suites masked inside a kept environment stay
-        hidden. `network` keeps the host's network (agents that call an API)."""
+        `workspace` and `writable` are read-write, `read_only` (with the Python environment, the sandbox's
+        `kept` and the operating system's directories) stays visible, everything else is hidden, and so is
+        `masked` (with the sandbox's own `masked`); with bwrap, the most specific path decides, so data kept
+        inside a masked cache stays visible and suites masked inside a kept environment stay hidden.
+        `network` keeps the host's network (agents that call an API)."""
         if self.kind == "none" or not self.available:
             return []
         if self.kind == "netns":
             return [] if network else _netns_prefix()
         args = ["bwrap", "--die-with-parent", "--unshare-pid", *([] if network else ["--unshare-net"]),
                 "--ro-bind", "/", "/", "--dev-bind", "/dev", "/dev", "--proc", "/proc"]
-        keep = (Path(sys.prefix), Path(sys.base_prefix), *read_only)
-        # The private /tmp hides whatever lived there: what a run needs from it (a venv under /tmp, the data)
-        # comes back as a kept path.
-        args += _mounts(_view(workspace, keep, (Path("/tmp"), *self.masked, *masked), tuple(writable)))
+        keep = (*environment_paths(), *self.kept, *read_only)
+        # The private scratch and the hidden top-level directories hide whatever lived there: what a run needs
+        # from them (a venv under /tmp or /home, the data) comes back as a kept path.
+        args += _mounts(_view(workspace, keep, (*self.masked, *masked), tuple(writable),
+                              private=(*_SCRATCH, *private_roots())))
         return args + ["--chdir", str(workspace), "--"]
 
 
-def _view(workspace: Path, keep: Iterable[Path], hide: Iterable[Path], writable: tuple[Path, ...]) -> dict[Path, str]:
+def environment_paths() -> tuple[Path, ...]:
+    """What every sandboxed process needs to see: the interpreter's prefixes, every sys.path entry (a user
+    site, PYTHONPATH, the source tree of an editable install), this package (the pump runs from it), and the
+    directory pytest was started from (where a `command:` agent's files usually are)."""
+    package = Path(__file__).resolve().parent
+    entries = [Path(e) for e in sys.path if e]
+    return (Path(sys.prefix), Path(sys.base_prefix), package, Path.cwd(), *entries)
+
+
+def private_roots(root: Path = Path("/")) -> tuple[Path, ...]:
+    """The top-level directories outside SYSTEM_ROOTS (home directories, work trees, mounts): hidden unless a
+    kept path lies in them. A top-level link into a system directory (/lib -> usr/lib) is left alone."""
+    try:
+        entries = sorted(root.iterdir())
+    except OSError:
+        return ()
+    found = []
+    for entry in entries:
+        if entry.name in SYSTEM_ROOTS or not entry.is_dir():
+            continue
+        target = entry.resolve()
+        if target.parent == root.resolve() and target.name in SYSTEM_ROOTS:
+            continue
+        found.append(entry)
+    return tuple(found)
+
+
+def _view(workspace: Path, keep: Iterable[Path], hide: Iterable[Path], writable: tuple[Path, ...],
+          private: Iterable[Path] = ()) -> dict[Path, str]:
     """Path -> what the sandbox shows there. Paths that do not exist are left out. Nothing inside the workspace
-    is hidden: its files were put there for the process (and the leak scan checks them). A path named twice
-    is shown rather than hidden, and writable rather than read-only."""
+    is hidden: its files were put there for the process (and the leak scan checks them). For a path named in
+    more than one class, the later class wins: `private` (hidden by default) < `keep` < `hide` (answer holders:
+    a sys.path entry that is itself a suite folder stays hidden) < workspace and `writable`."""
     ws = workspace.resolve()
     view: dict[Path, str] = {}
-    for what, paths in ((_HIDE, hide), (_READ, keep), (_WRITE, (ws, *writable))):
+    for what, paths in ((_HIDE, private), (_READ, keep), (_HIDE, hide), (_WRITE, (ws, *writable))):
         for path in paths:
             if not path.exists():
                 continue

@@ -55,6 +55,21 @@ def test_work_before_the_first_step_line_is_bounded_by_the_start_records() -> No
     assert "passed before the first training step line (the start record: 5.0 s; limit 7.2 s)" in suspicious[0]
 
 
+def test_the_pre_step_allowance_never_drops_below_the_start_up_jitter() -> None:
+    """A fake task with t_i 0.3 s and a 0.1 s start record: interpreter start jitter alone must not flag it (a CI
+    run once took 0.13 s), while a second more than the floor still does."""
+    tiny = Reference(302.0, 153.0, "calibrated:x", start_steps=10, start_untimed_steps=0, start_pre_step_s=0.1)
+    floor = 0.1 * (1 + checks.PRE_STEP_SLACK) + checks.PRE_STEP_FLOOR_S
+    assert checks.pre_step_limit(0.1, 302.0) == pytest.approx(floor)
+    assert checks.timeline_reasons([_run(300.0, observed_ms=300.0, warmup=0, first_step_s=0.13)], tiny) == ([], [])
+    _, suspicious = checks.timeline_reasons([_run(300.0, observed_ms=300.0, warmup=0, first_step_s=floor + 1.0)],
+                                            tiny)
+    assert suspicious and "untimed work before training" in suspicious[0]
+    # where 5% of t_i is more than the floor, the floor changes nothing
+    assert checks.pre_step_limit(5.0, 20_000.0) == pytest.approx(5.0 * 1.25 + 1.0)
+    assert checks.pre_step_limit(5.0, 100_000.0) == pytest.approx(5.0 * 1.25 + 5.0)
+
+
 def test_runs_without_a_timeline_or_references_without_clock_figures_are_not_judged_by_it() -> None:
     bare = Execution(outcome=RunOutcome(exit_code=0, wall_s=25.0, log_path=Path("l"), timed_out=False),
                      metrics=Metrics(val_loss=3.6, train_time_ms=1.0, step=1, steps=1), verdict=Verdict("passed"))

@@ -1,8 +1,9 @@
 """bwrap hides the answer: runs and `command:` agents cannot read the target record, other levels' hints, the
 record cache, calibration copies or other items' results, yet keep their workspace, the data and torch.
 
-The answer holders are laid out under /var/tmp, which bwrap's private /tmp does not hide, so only the masks
-can hide them there. Tests that start bwrap skip, saying why, where it cannot run.
+The answer holders are laid out under a directory of /var/tmp that the sandbox is told to keep (as a project
+directory holding its own .speedrun results is), so only the masks can hide them there. Tests that start
+bwrap skip, saying why, where it cannot run.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pytest_speedrun.answers import git_dirs, installed_copies, session_answer_h
 from pytest_speedrun.data import Dataset
 from pytest_speedrun.errors import AgentError
 from pytest_speedrun.harness import RunSettings, execute_script, prepare_workspace
-from pytest_speedrun.sandbox import Sandbox, probe
+from pytest_speedrun.sandbox import Sandbox, private_roots, probe
 from pytest_speedrun.settings import build_settings
 from pytest_speedrun.tasks import Task, available_suites, find_suite, load_suite, load_task, suite_dirs
 
@@ -89,7 +90,7 @@ def _layout(root: Path, sandbox: Sandbox, agent_network: bool = False) -> Layout
                               calibrate=False, calibration_runs=1, results_dir=results, cache_dir=cache,
                               timeout_s=None, agent_timeout_s=30, threads=1, python=None, data_dir=None,
                               agent_network=agent_network)
-    sandbox = sandbox.configured(session_answer_holders(settings), settings.agent_network)
+    sandbox = sandbox.configured(session_answer_holders(settings), settings.agent_network, kept=(root,))
     dataset = Dataset(root=data, train_glob=str(data / "val_*.bin"), val_glob=str(data / "val_*.bin"), val_tokens=64)
     secrets = {"target record": task.target.script.path, "hint of a level not given": task.hints[3],
                "record cache": record_cache, "calibration copy": calibration, "another item's result": other_item}
@@ -169,6 +170,33 @@ def test_find_finds_no_record_of_ours_in_the_sandbox(host_dir: Path, bwrap: Sand
     ours = [p for p in found if p.is_file() and hashlib.sha256(p.read_bytes()).hexdigest() in digests]
     holders = [*suite_dirs(), *installed_copies(), *layout.sandbox.masked]
     assert not ours and not [p for p in found if any(h == p or h in p.parents for h in holders)], found
+
+
+def test_a_copy_the_harness_does_not_know_of_is_out_of_sight(host_dir: Path, bwrap: Sandbox) -> None:
+    """A record copied somewhere the harness has never heard of (another checkout, a download folder) is not
+    masked by name: the sandbox shows the file system by allow-list, so it is not there at all."""
+    layout = _layout(host_dir, bwrap)
+    elsewhere = Path(tempfile.mkdtemp(prefix="speedrun-elsewhere-", dir="/var/tmp"))
+    try:
+        copy = elsewhere / "checkout" / "tasks" / "tiny" / "records" / "record_5.py"
+        copy.parent.mkdir(parents=True)
+        copy.write_text(layout.task.target.script.path.read_text())
+        cmd = ["sh", "-c", f"cat {copy} || echo GONE"]
+        assert subprocess.run(cmd, capture_output=True, text=True, timeout=60).stdout != "GONE\n", "control"
+        proc = subprocess.run([*layout.sandbox.prefix(layout.workspace), *cmd], capture_output=True, text=True,
+                              timeout=60)
+        assert proc.stdout == "GONE\n", proc.stdout[:200]
+    finally:
+        shutil.rmtree(elsewhere, ignore_errors=True)
+
+
+def test_only_the_system_directories_are_shown_by_default(tmp_path: Path) -> None:
+    for name in ("usr", "etc", "home", "work", "srv"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "lib").symlink_to("usr")  # a merged-/usr link is the system's
+    (tmp_path / "data").symlink_to("work")  # a link to a private directory is private too
+    (tmp_path / "notes.txt").write_text("")
+    assert [p.name for p in private_roots(tmp_path)] == ["data", "home", "srv", "work"]
 
 
 def test_git_history_of_the_checkout_is_hidden(host_dir: Path, bwrap: Sandbox) -> None:
@@ -267,11 +295,14 @@ def test_the_most_specific_path_decides(host_dir: Path) -> None:
     suites = env / "site-packages" / "pytest_speedrun" / "suites"
     for d in (suites, data, workspace):
         d.mkdir(parents=True)
-    args = Sandbox("bwrap", True, masked=(cache, results, suites)).prefix(workspace, read_only=(env, data))
+    args = Sandbox("bwrap", True, masked=(cache, results, suites), kept=(host_dir,)).prefix(
+        workspace, read_only=(env, data))
     mounts = _mounts(args)
-    assert mounts == [("--tmpfs", "/tmp"), ("--tmpfs", str(cache)), ("--tmpfs", str(results)),
-                      ("--ro-bind", str(data)), ("--ro-bind", str(env)), ("--bind", str(workspace)),
-                      ("--tmpfs", str(suites))]
+    assert ("--tmpfs", "/tmp") in mounts and ("--tmpfs", "/var/tmp") in mounts
+    ours = [m for m in mounts if host_dir == Path(m[1]) or host_dir in Path(m[1]).parents]
+    assert ours == [("--ro-bind", str(host_dir)), ("--tmpfs", str(cache)), ("--tmpfs", str(results)),
+                    ("--ro-bind", str(data)), ("--ro-bind", str(env)), ("--bind", str(workspace)),
+                    ("--tmpfs", str(suites))]
     assert "--unshare-net" in args and "--unshare-pid" in args
 
 
@@ -284,8 +315,9 @@ def test_nothing_is_mounted_inside_a_masked_directory_or_the_workspace(host_dir:
     workspace.mkdir()
     own = workspace / "record_2.py"
     own.write_text("# the agent's own file\n")
-    mounts = _mounts(Sandbox("bwrap", True).prefix(workspace, masked=(*task_answer_holders(task), own)))
-    assert [p for opt, p in mounts if opt == "--tmpfs"] == ["/tmp", str(suite)]
+    mounts = _mounts(Sandbox("bwrap", True, kept=(host_dir,)).prefix(workspace,
+                                                                    masked=(*task_answer_holders(task), own)))
+    assert [p for opt, p in mounts if opt == "--tmpfs" and host_dir in Path(p).parents] == [str(suite)]
     assert [p for _, p in mounts if suite in Path(p).parents or Path(p) == own] == []
 
 

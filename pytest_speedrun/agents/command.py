@@ -20,7 +20,9 @@ itself stays on the item's devices. Subclasses (the coding-agent presets, coding
 variables and a stdin file per item through `invocation(ctx)`.
 
 With `--speedrun-sandbox`, the program runs in the session's sandbox (`ctx.sandbox`): with bwrap it sees the
-file system read-only, its workspace read-write, and none of the answer holders (answers.py). It gets the
+system, the Python environment and the directory pytest started in read-only, its workspace read-write, the
+paths named on its command line and the install of the program it starts read-only (`visible_paths`), and
+none of the answer holders (answers.py); other home directories and work trees are empty. It gets the
 network only when it needs one: an agent that calls an API says so with `needs_network` (the coding-agent
 presets do), and `--speedrun-agent-network` grants it to any `command:` agent.
 """
@@ -28,6 +30,8 @@ presets do), and `--speedrun-agent-network` grants it to any `command:` agent.
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
 import subprocess
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -74,8 +78,27 @@ class CommandAgent:
     def sandbox_prefix(self, ctx: AgentContext) -> list[str]:
         """The session's sandbox around the program: the task's answer holders masked as well as the session's,
         and the network only if the agent needs it or the session allows it."""
-        return ctx.sandbox.prefix(ctx.workspace, masked=task_answer_holders(ctx.task), writable=self.writable,
+        masked = task_answer_holders(ctx.task)
+        return ctx.sandbox.prefix(ctx.workspace, read_only=ctx.sandbox.outside_masks(self.visible_paths(ctx), masked),
+                                  masked=masked, writable=self.writable,
                                   network=self.needs_network or ctx.sandbox.agent_network)
+
+    def visible_paths(self, ctx: AgentContext) -> tuple[Path, ...]:
+        """What the program needs outside the workspace, read-only in the sandbox: every existing absolute path
+        named on its command line (an agent script, its config), and the install of the program the command
+        starts when it comes from PATH (the bin directory's prefix, e.g. ~/.local or an nvm node, and the
+        folder its link resolves to). An answer holder named there, or a file inside one, stays hidden
+        (sandbox_prefix drops them)."""
+        try:
+            words = shlex.split(self.invocation(ctx).command)
+        except ValueError:  # unbalanced quotes: the shell will say so when it runs
+            return ()
+        paths = [Path(w).expanduser() for w in words if w.startswith(("/", "~"))]
+        exe = shutil.which(words[0]) if words else None
+        if exe is not None:
+            found = Path(exe)
+            paths += [found.parent.parent if found.parent.name == "bin" else found.parent, found.resolve().parent]
+        return tuple(p for p in paths if p.exists())
 
     def invocation(self, ctx: AgentContext) -> Invocation:
         """The command for this item (the coding-agent presets add their flags, variables and prompt here)."""
