@@ -42,13 +42,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # usable from a checkout that was never pip-installed
 
-from pytest_speedrun.doctor import FLEX, FP8, DoctorOptions, features, render, run_checks, run_probe  # noqa: E402
-from pytest_speedrun.fetch import resolve_task  # noqa: E402
-from pytest_speedrun.metrics import parse_log  # noqa: E402
-from pytest_speedrun.resources import Lease, discover_gpus  # noqa: E402
-from pytest_speedrun.runner import contract_env  # noqa: E402
-from pytest_speedrun.smoke import SMOKE_STEPS, shorten, smoke_dataset, smoke_task  # noqa: E402
-from pytest_speedrun.tasks import Task, find_suite, load_suite  # noqa: E402
+from pytest_speedrun.execution.doctor import FLEX, FP8, DoctorOptions, features, render, run_checks, run_probe  # noqa: E402
+from pytest_speedrun.execution.resources import Lease, discover_gpus  # noqa: E402
+from pytest_speedrun.execution.runner import contract_env  # noqa: E402
+from pytest_speedrun.judging.metrics import parse_log  # noqa: E402
+from pytest_speedrun.pipeline.smoke import SMOKE_STEPS, shorten, smoke_dataset, smoke_task  # noqa: E402
+from pytest_speedrun.tasks.fetch import resolve_task  # noqa: E402
+from pytest_speedrun.tasks.manifest import Task, find_suite, load_suite  # noqa: E402
 
 EARLY = "early (AdamW/Muon)"
 MIN_STEP_S = 20.0  # no step starts with less budget than this left

@@ -19,10 +19,10 @@ import argparse
 import hashlib
 from pathlib import Path
 
-from pytest_speedrun.contract import contract_reasons
-from pytest_speedrun.nearcopy import near_copy_reasons
-from pytest_speedrun.tasks import ScriptRef, Task, find_suite, load_suite
-from pytest_speedrun.valpath import val_path_changes, val_paths
+from pytest_speedrun.judging.contract import contract_reasons
+from pytest_speedrun.judging.nearcopy import near_copy_reasons
+from pytest_speedrun.judging.valpath import val_path_changes, val_paths
+from pytest_speedrun.tasks.manifest import ScriptRef, Task, find_suite, load_suite
 
 
 def _by_content(directory: Path | None) -> dict[str, Path]:

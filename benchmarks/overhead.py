@@ -20,10 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from pytest_speedrun.data import ensure_tiny_dataset
-from pytest_speedrun.resources import cpu_threads
-from pytest_speedrun.runner import contract_env
-from pytest_speedrun.tasks import find_suite, load_task
+from pytest_speedrun.data.dataset import ensure_tiny_dataset
+from pytest_speedrun.execution.resources import cpu_threads
+from pytest_speedrun.execution.runner import contract_env
+from pytest_speedrun.tasks.manifest import find_suite, load_task
 
 
 def main() -> int:

@@ -24,11 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from pytest_speedrun.data import ensure_tiny_dataset
-from pytest_speedrun.harness import SCRIPT_NAME, RunSettings, execute_script
-from pytest_speedrun.noise import CONTROL_RUNS, pooled_spread, shift_check
-from pytest_speedrun.resources import LeasePool, run_cores
-from pytest_speedrun.tasks import find_suite, load_suite
+from pytest_speedrun.data.dataset import ensure_tiny_dataset
+from pytest_speedrun.execution.resources import LeasePool, run_cores
+from pytest_speedrun.pipeline.item import SCRIPT_NAME, RunSettings, execute_script
+from pytest_speedrun.results.noise import CONTROL_RUNS, pooled_spread, shift_check
+from pytest_speedrun.tasks.manifest import find_suite, load_suite
 
 
 def _busy(core: int, duty: float, period_s: float = 0.05) -> None:

@@ -19,10 +19,10 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from pytest_speedrun.data import ensure_tiny_dataset
-from pytest_speedrun.harness import SCRIPT_NAME, RunSettings, execute_script
-from pytest_speedrun.resources import LeasePool, cpu_threads, run_cores
-from pytest_speedrun.tasks import adhoc_task, find_suite, load_suite
+from pytest_speedrun.data.dataset import ensure_tiny_dataset
+from pytest_speedrun.execution.resources import LeasePool, cpu_threads, run_cores
+from pytest_speedrun.pipeline.item import SCRIPT_NAME, RunSettings, execute_script
+from pytest_speedrun.tasks.manifest import adhoc_task, find_suite, load_suite
 
 
 def main() -> int:

@@ -7,9 +7,9 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from . import __version__
-from .errors import SpeedrunError
-from .metrics import parse_log, to_cli_json
+from pytest_speedrun import __version__
+from pytest_speedrun.errors import SpeedrunError
+from pytest_speedrun.judging.metrics import parse_log, to_cli_json
 
 
 def _parse_log(args: argparse.Namespace) -> int:
@@ -19,7 +19,7 @@ def _parse_log(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .render import write_report
+    from pytest_speedrun.results.report import write_report
 
     md, html, plots = write_report([Path(p) for p in args.results], Path(args.out))
     print(f"wrote {md} and {html}" + (f" with {len(plots)} plot(s)" if plots else " (no plots: matplotlib missing)"))
@@ -27,9 +27,9 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _fetch_records(args: argparse.Namespace) -> int:
-    from .fetch import fetch_script, script_refs
-    from .settings import default_cache_dir
-    from .tasks import find_suite, load_suite
+    from pytest_speedrun.settings import default_cache_dir
+    from pytest_speedrun.tasks.fetch import fetch_script, script_refs
+    from pytest_speedrun.tasks.manifest import find_suite, load_suite
 
     cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     suites = args.suite or ["nanogpt"]
@@ -46,8 +46,14 @@ def _fetch_records(args: argparse.Namespace) -> int:
 
 def _import_records(root: Path, suites: list[str], cache: Path) -> int:
     """`fetch records --from DIR`: one walk of the tree for every requested suite's pins."""
-    from .record_import import import_records, report_lines, require_complete, suite_pins, walk_lines
-    from .tasks import find_suite, load_suite
+    from pytest_speedrun.tasks.manifest import find_suite, load_suite
+    from pytest_speedrun.tasks.record_import import (
+        import_records,
+        report_lines,
+        require_complete,
+        suite_pins,
+        walk_lines,
+    )
 
     per_suite = {suite: load_suite(find_suite(suite)) for suite in suites}
     result = import_records(root, suite_pins([t for tasks in per_suite.values() for t in tasks]), cache)
@@ -62,8 +68,8 @@ def _import_records(root: Path, suites: list[str], cache: Path) -> int:
 
 
 def _fetch_data(args: argparse.Namespace) -> int:
-    from .fetch import fetch_fineweb
-    from .settings import default_data_dir
+    from pytest_speedrun.settings import default_data_dir
+    from pytest_speedrun.tasks.fetch import fetch_fineweb
 
     dest = Path(args.data_dir) if args.data_dir else default_data_dir()
     paths = fetch_fineweb(dest, args.train_shards, progress=not args.quiet)
@@ -75,11 +81,11 @@ def _fetch_data(args: argparse.Namespace) -> int:
 def _calibrate(args: argparse.Namespace) -> int:
     import time
 
-    from .calibrate import Calibrator
-    from .fetch import resolve_task
-    from .session import SessionInfo, SpeedrunSession
-    from .settings import build_settings
-    from .tasks import find_suite, load_suite
+    from pytest_speedrun.pipeline.calibrate import Calibrator
+    from pytest_speedrun.pipeline.session import SessionInfo, SpeedrunSession
+    from pytest_speedrun.settings import build_settings
+    from pytest_speedrun.tasks.fetch import resolve_task
+    from pytest_speedrun.tasks.manifest import find_suite, load_suite
 
     settings = build_settings(
         agent=None, suites=[args.suite], hints="0", seeds=1, min_fsr=None, calibrate=True, calibration_runs=args.runs,
@@ -107,7 +113,7 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    from .doctor import DoctorOptions, render, run_checks, select_tasks, verdict
+    from pytest_speedrun.execution.doctor import DoctorOptions, render, run_checks, select_tasks, verdict
 
     opts = DoctorOptions(
         suite=args.suite, select=args.k, cache_dir=Path(args.cache_dir) if args.cache_dir else None,

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from .agents.base import Agent
+    from pytest_speedrun.agents.base import Agent
 
 
 @pytest.hookspec(firstresult=True)

@@ -14,19 +14,20 @@ from typing import Any
 
 import pytest
 
-from . import hookspec, report
-from .agents import llm
-from .agents.base import Agent
-from .agents.registry import available_agents, make_agent
-from .errors import MissingInput, SpeedrunError
-from .harness import Execution, ItemResult
-from .hints import regime_label
-from .resources import Lease
-from .sandbox import probe as probe_sandbox
-from .session import SessionInfo, SpeedrunSession, outer_timeout_s
-from .settings import Settings, build_settings
-from .slurm import SlurmConfig, parse_extra
-from .tasks import Task, find_suite, load_task
+from pytest_speedrun import hookspec
+from pytest_speedrun.agents import llm
+from pytest_speedrun.agents.base import Agent
+from pytest_speedrun.agents.registry import available_agents, make_agent
+from pytest_speedrun.errors import MissingInput, SpeedrunError
+from pytest_speedrun.execution.resources import Lease
+from pytest_speedrun.execution.sandbox import probe as probe_sandbox
+from pytest_speedrun.execution.slurm import SlurmConfig, parse_extra
+from pytest_speedrun.pipeline.item import Execution, ItemResult
+from pytest_speedrun.pipeline.session import SessionInfo, SpeedrunSession, outer_timeout_s
+from pytest_speedrun.results import summary
+from pytest_speedrun.settings import Settings, build_settings
+from pytest_speedrun.tasks.hints import regime_label
+from pytest_speedrun.tasks.manifest import Task, find_suite, load_task
 
 SESSION_KEY = "speedrun_session"
 
@@ -412,8 +413,8 @@ class SpeedrunItem(pytest.Item):
         except SpeedrunError as exc:
             raise SpeedrunFailure(f"{self.task.id}: {exc}") from None
         self.result = result
-        self.user_properties.extend(report.user_properties(result))
-        message = report.failure_message(result, state.settings.min_fsr)
+        self.user_properties.extend(summary.user_properties(result))
+        message = summary.failure_message(result, state.settings.min_fsr)
         if message:
             raise SpeedrunFailure(message)
 
@@ -528,7 +529,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     xml = config.stash.get(xml_key, None)
     if xml is not None:
-        for name, value in report.suite_properties(state.rows):
+        for name, value in summary.suite_properties(state.rows):
             xml.add_global_property(name, value)
 
 
@@ -539,7 +540,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if not rows:
         return
     terminalreporter.write_sep("=", "speedrun")
-    for line in report.summary_lines(rows):
+    for line in summary.summary_lines(rows):
         terminalreporter.write_line(line)
     session = config.stash[STATE].session
     agent = session.agent

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import platformdirs
 
-from .errors import UsageError
-from .hints import parse_regimes
-from .resources import parse_gpu_list
-from .sandbox import KINDS
-from .slurm import SlurmConfig
+from pytest_speedrun.errors import UsageError
+from pytest_speedrun.execution.resources import parse_gpu_list
+from pytest_speedrun.execution.sandbox import KINDS
+from pytest_speedrun.execution.slurm import SlurmConfig
+from pytest_speedrun.tasks.hints import parse_regimes
 
 CACHE_ENV = "PYTEST_SPEEDRUN_CACHE"
 

@@ -10,8 +10,8 @@ import pytest
 
 from fakes import write_suite
 from pytest_speedrun.agents.base import AgentContext
-from pytest_speedrun.harness import prepare_workspace
-from pytest_speedrun.tasks import load_task
+from pytest_speedrun.pipeline.item import prepare_workspace
+from pytest_speedrun.tasks.manifest import load_task
 
 pytest_plugins = ["pytester"]
 

@@ -20,8 +20,8 @@ from pathlib import Path
 from fakes import write_suite
 from pytest_speedrun.agents import AgentContext
 from pytest_speedrun.agents.base import NodeResult
-from pytest_speedrun.harness import prepare_workspace
-from pytest_speedrun.tasks import load_task
+from pytest_speedrun.pipeline.item import prepare_workspace
+from pytest_speedrun.tasks.manifest import load_task
 
 
 @dataclass

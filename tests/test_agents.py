@@ -70,7 +70,7 @@ def test_a_command_agent_works_inside_the_items_lease(run, pytester) -> None:
     """A command agent may train to try ideas: it gets the item's cores (pinned) and the data contract."""
     import json as _json
 
-    from pytest_speedrun.resources import run_cores
+    from pytest_speedrun.execution.resources import run_cores
 
     probe = pytester.path / "probe.json"
     agent = (f"command:python -c \"import json, os; json.dump({{'cores': sorted(os.sched_getaffinity(0)), "

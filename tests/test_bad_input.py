@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from fakes import manifest, write_suite
-from pytest_speedrun.data import write_shard
+from pytest_speedrun.data.dataset import write_shard
 
 pytest_plugins = ["pytester"]
 

@@ -3,11 +3,11 @@ from pathlib import Path
 import pytest
 
 from fakes import write_suite
-from pytest_speedrun.calibrate import Calibrator, fingerprint
-from pytest_speedrun.data import ensure_tiny_dataset
+from pytest_speedrun.data.dataset import ensure_tiny_dataset
 from pytest_speedrun.errors import CalibrationError
-from pytest_speedrun.harness import RunSettings
-from pytest_speedrun.tasks import load_task
+from pytest_speedrun.pipeline.calibrate import Calibrator, fingerprint
+from pytest_speedrun.pipeline.item import RunSettings
+from pytest_speedrun.tasks.manifest import load_task
 
 
 @pytest.fixture
@@ -115,7 +115,7 @@ def test_under_slurm_the_fingerprint_is_the_job_kind_not_the_submitting_machine(
     a100 = dict(h100, extra='[["constraint", "a100"]]')
     on_login_node = fingerprint(8, 8, placement=h100)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")  # another submitting machine, other local devices
-    monkeypatch.setattr("pytest_speedrun.calibrate.gpu_inventory", lambda: "NVIDIA L4, 550.54")
+    monkeypatch.setattr("pytest_speedrun.pipeline.calibrate.gpu_inventory", lambda: "NVIDIA L4, 550.54")
     assert fingerprint(8, 8, placement=h100) == on_login_node
     assert fingerprint(8, 8, placement=a100) != on_login_node
     assert fingerprint(8, 8) != on_login_node

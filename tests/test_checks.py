@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from pytest_speedrun import checks
-from pytest_speedrun.harness import Execution
-from pytest_speedrun.integrity import Verdict
-from pytest_speedrun.metrics import Metrics
-from pytest_speedrun.runner import RunOutcome
-from pytest_speedrun.scoring import Reference
-from pytest_speedrun.timeline import Timeline
+from pytest_speedrun.execution.runner import RunOutcome
+from pytest_speedrun.judging import checks
+from pytest_speedrun.judging.integrity import Verdict
+from pytest_speedrun.judging.metrics import Metrics
+from pytest_speedrun.judging.timeline import Timeline
+from pytest_speedrun.pipeline.item import Execution
+from pytest_speedrun.results.scoring import Reference
 
 REF = Reference(20_000.0, 12_000.0, "calibrated:x", start_steps=100, start_untimed_steps=5, start_pre_step_s=5.0)
 

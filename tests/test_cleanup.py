@@ -116,7 +116,7 @@ def test_a_run_dies_with_a_sigkilled_pytest(tmp_path: Path, cache_dir: Path, npr
 
 def test_a_new_session_ends_runs_of_a_dead_session_of_its_store_and_spares_live_ones(
         tmp_path: Path, cache_dir: Path) -> None:
-    from pytest_speedrun import runner
+    from pytest_speedrun.execution import runner
 
     store = runner.store_id(tmp_path / ".speedrun")
     gone = subprocess.Popen([sys.executable, "-c", "pass"])

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from pytest_speedrun import runner
 from pytest_speedrun.agents import AgentContext, AgentResources, make_agent
 from pytest_speedrun.agents.coding import PRESETS, coding_prompt, credential_paths
 from pytest_speedrun.agents.registry import available_agents
 from pytest_speedrun.errors import AgentError, UsageError
-from pytest_speedrun.resources import pid_alive
+from pytest_speedrun.execution import runner
+from pytest_speedrun.execution.resources import pid_alive
 
 FAKE = Path(__file__).with_name("fake_coding_tool.py")
 EXECUTABLES = {"claude-code": "claude", "codex": "codex", "aider": "aider", "gemini-cli": "gemini"}

@@ -1,6 +1,6 @@
 import pytest
 
-from pytest_speedrun.contract import contract_reasons, env_usage
+from pytest_speedrun.judging.contract import contract_reasons, env_usage
 
 START = '''\
 import os, glob

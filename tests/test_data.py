@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_speedrun import data
+from pytest_speedrun.data import dataset as data
 from pytest_speedrun.errors import DataError
 
 

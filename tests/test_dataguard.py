@@ -1,8 +1,8 @@
 import os
 from pathlib import Path
 
-from pytest_speedrun import dataguard
-from pytest_speedrun.data import write_shard
+from pytest_speedrun.data import guard as dataguard
+from pytest_speedrun.data.dataset import write_shard
 
 
 def _dataset(tmp_path: Path) -> Path:
@@ -66,7 +66,7 @@ def test_recorded_digests_catch_edits_made_before_the_guard(tmp_path: Path) -> N
 
 
 def test_tiny_dataset_regenerates_after_tampering(tmp_path: Path) -> None:
-    from pytest_speedrun.data import ensure_tiny_dataset
+    from pytest_speedrun.data.dataset import ensure_tiny_dataset
 
     ds = ensure_tiny_dataset(tmp_path)
     val = ds.root / "fineweb_val_000000.bin"

@@ -13,13 +13,14 @@ from pathlib import Path
 import pytest
 
 from fakes import manifest
-from pytest_speedrun import cli, doctor
+from pytest_speedrun import cli
 from pytest_speedrun.agents import registry
-from pytest_speedrun.data import write_shard
-from pytest_speedrun.doctor import FAIL, OK, WARN, DoctorOptions, run_checks
-from pytest_speedrun.fetch import cached_path
-from pytest_speedrun.sandbox import probe as sandbox_probe
-from pytest_speedrun.tasks import load_suite
+from pytest_speedrun.data.dataset import write_shard
+from pytest_speedrun.execution import doctor
+from pytest_speedrun.execution.doctor import FAIL, OK, WARN, DoctorOptions, run_checks
+from pytest_speedrun.execution.sandbox import probe as sandbox_probe
+from pytest_speedrun.tasks.fetch import cached_path
+from pytest_speedrun.tasks.manifest import load_suite
 
 COMMIT = "d" * 40
 RECORDS = {1: b"# record 1: dense attention\nprint(1)\n" * 30,

@@ -12,8 +12,8 @@ import pytest
 from fakes import manifest
 from pytest_speedrun import cli
 from pytest_speedrun.errors import MissingInput
-from pytest_speedrun.fetch import FetchError, cached_path, fetch_script, resolve_task, source_url
-from pytest_speedrun.tasks import ScriptRef, load_task
+from pytest_speedrun.tasks.fetch import FetchError, cached_path, fetch_script, resolve_task, source_url
+from pytest_speedrun.tasks.manifest import ScriptRef, load_task
 
 BODY = b"# a record script\nprint('hello')\n" * 200
 COMMIT = "b" * 40

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_speedrun.data import HEADER_INTS, MAGIC, read_header, write_shard
+from pytest_speedrun.data.dataset import HEADER_INTS, MAGIC, read_header, write_shard
 
 pytest.importorskip("huggingface_hub")
 

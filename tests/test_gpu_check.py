@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_speedrun import runner
+from pytest_speedrun.execution import runner
 
 GPU_CHECK = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_check.py"
 
@@ -41,8 +41,8 @@ def test_a_one_process_cpu_run_stays_plain_python(tmp_path: Path) -> None:
 
 
 def test_smoke_runs_ask_for_no_more_val_tokens_than_the_smoke_shard_holds(tmp_path: Path) -> None:
-    from pytest_speedrun.smoke import SMOKE_VAL_TOKENS, smoke_dataset, smoke_task
-    from pytest_speedrun.tasks import find_suite, load_suite
+    from pytest_speedrun.pipeline.smoke import SMOKE_VAL_TOKENS, smoke_dataset, smoke_task
+    from pytest_speedrun.tasks.manifest import find_suite, load_suite
 
     task19 = next(t for t in load_suite(find_suite("nanogpt")) if t.id == "task19")
     fineweb = smoke_dataset(tmp_path, "fineweb")
@@ -128,7 +128,7 @@ def test_the_dry_run_prints_the_plan_and_runs_nothing(tmp_path: Path) -> None:
 
 
 def test_the_dry_run_with_all_covers_every_one_gpu_task(tmp_path: Path) -> None:
-    from pytest_speedrun.tasks import find_suite, load_suite
+    from pytest_speedrun.tasks.manifest import find_suite, load_suite
 
     proc = gpu_check("--dry-run", "--all", "--cache-dir", str(tmp_path / "c"))
     assert proc.returncode == 0, proc.stderr

@@ -4,8 +4,8 @@ import pytest
 
 from fakes import write_suite
 from pytest_speedrun.errors import UsageError
-from pytest_speedrun.hints import hint_text, parse_regimes, regime_label
-from pytest_speedrun.tasks import load_task
+from pytest_speedrun.tasks.hints import hint_text, parse_regimes, regime_label
+from pytest_speedrun.tasks.manifest import load_task
 
 
 def test_regimes_parse_in_order_without_duplicates() -> None:
@@ -38,7 +38,7 @@ def _paper_layout(root: Path) -> Path:
 
 
 def test_hints_in_the_papers_layout_replace_the_suites(tmp_path: Path) -> None:
-    from pytest_speedrun.hints import external_hints, with_external_hints
+    from pytest_speedrun.tasks.hints import external_hints, with_external_hints
 
     task = load_task(write_suite(tmp_path / "s") / "mini01.toml")
     hints_dir = _paper_layout(tmp_path / "paper")
@@ -50,7 +50,7 @@ def test_hints_in_the_papers_layout_replace_the_suites(tmp_path: Path) -> None:
 
 
 def test_a_task_missing_from_the_hints_dir_is_a_clear_error(tmp_path: Path) -> None:
-    from pytest_speedrun.hints import with_external_hints
+    from pytest_speedrun.tasks.hints import with_external_hints
 
     task = load_task(write_suite(tmp_path / "s") / "mini01.toml")
     (tmp_path / "empty").mkdir()

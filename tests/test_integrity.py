@@ -1,13 +1,13 @@
 from pathlib import Path
 
 from fakes import write_suite
-from pytest_speedrun import integrity
-from pytest_speedrun.harness import prepare_workspace
-from pytest_speedrun.integrity import Verdict, final_verdict, suspicious_reasons
-from pytest_speedrun.leaks import leak_reasons
-from pytest_speedrun.metrics import Metrics
-from pytest_speedrun.runner import RunOutcome
-from pytest_speedrun.tasks import load_task
+from pytest_speedrun.execution.runner import RunOutcome
+from pytest_speedrun.judging import integrity
+from pytest_speedrun.judging.integrity import Verdict, final_verdict, suspicious_reasons
+from pytest_speedrun.judging.leaks import leak_reasons
+from pytest_speedrun.judging.metrics import Metrics
+from pytest_speedrun.pipeline.item import prepare_workspace
+from pytest_speedrun.tasks.manifest import load_task
 
 
 def _m(loss: float = 1.95, ms: float = 800.0, steps: int = 100, last: float | None = 790.0) -> Metrics:

@@ -12,7 +12,7 @@ import pytest
 
 from fakes import write_suite
 from llm_stub import ChatServer, answer, blocks_between, current_work, error, prompt_script, set_work
-from pytest_speedrun.tasks import find_suite
+from pytest_speedrun.tasks.manifest import find_suite
 
 pytest_plugins = ["pytester"]
 

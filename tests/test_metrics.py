@@ -5,7 +5,7 @@ import pytest
 
 from pytest_speedrun import cli
 from pytest_speedrun.errors import MetricsError
-from pytest_speedrun.metrics import SEPARATOR, parse_log, parse_text
+from pytest_speedrun.judging.metrics import SEPARATOR, parse_log, parse_text
 
 # Logs in each format of shared/reference/log-formats.md, with realistic figures.
 LOG_RECORDS_1_3 = """\

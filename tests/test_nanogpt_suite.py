@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_speedrun.tasks import Task, load_suite, load_task
+from pytest_speedrun.tasks.manifest import Task, load_suite, load_task
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from pytest_speedrun import noise
-from pytest_speedrun.noise import Spread
+from pytest_speedrun.results import noise
+from pytest_speedrun.results.noise import Spread
 
 
 def test_pooled_spread_is_the_relative_sd_around_each_scripts_own_mean() -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_speedrun import integrity
-from pytest_speedrun.metrics import SEPARATOR, parse_text
-from pytest_speedrun.runner import RunOutcome
+from pytest_speedrun.execution.runner import RunOutcome
+from pytest_speedrun.judging import integrity
+from pytest_speedrun.judging.metrics import SEPARATOR, parse_text
 
 
 def records_1_3_log(n: int = 2000, every: int = 128) -> str:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from fakes import write_suite
-from pytest_speedrun import runner
-from pytest_speedrun.metrics import progress_line
+from pytest_speedrun.execution import runner
+from pytest_speedrun.judging.metrics import progress_line
 
 pytest_plugins = ["pytester"]
 

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from fakes import manifest
-from pytest_speedrun import cli, record_import
-from pytest_speedrun.fetch import cached_path, resolve_task
-from pytest_speedrun.record_import import import_records, suite_pins
-from pytest_speedrun.tasks import load_suite
+from pytest_speedrun import cli
+from pytest_speedrun.tasks import record_import
+from pytest_speedrun.tasks.fetch import cached_path, resolve_task
+from pytest_speedrun.tasks.manifest import load_suite
+from pytest_speedrun.tasks.record_import import import_records, suite_pins
 
 AS_ROOT = os.geteuid() == 0
 ROOT_SKIP = "root reads files and folders whatever their mode, so chmod 000 cannot make them unreadable"

@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 
 from fakes import write_suite
-from pytest_speedrun import calibrate
-from pytest_speedrun.calibrate import Calibrator
-from pytest_speedrun.data import ensure_tiny_dataset
-from pytest_speedrun.harness import Execution, RunSettings
-from pytest_speedrun.integrity import Verdict
-from pytest_speedrun.metrics import Metrics
-from pytest_speedrun.runner import RunOutcome
-from pytest_speedrun.tasks import load_suite
+from pytest_speedrun.data.dataset import ensure_tiny_dataset
+from pytest_speedrun.execution.runner import RunOutcome
+from pytest_speedrun.judging.integrity import Verdict
+from pytest_speedrun.judging.metrics import Metrics
+from pytest_speedrun.pipeline import calibrate
+from pytest_speedrun.pipeline.calibrate import Calibrator
+from pytest_speedrun.pipeline.item import Execution, RunSettings
+from pytest_speedrun.tasks.manifest import load_suite
 
 JITTER = itertools.cycle((-0.006, 0.004, 0.0, 0.007, -0.003, -0.005, 0.002))
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_speedrun.render import (
+from pytest_speedrun.results.report import (
     PLOTS_SKIPPED,
     ResultsFormatError,
     load_records,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_speedrun.replay import RunMemo, find_interrupted, llm_replies, mark_started, save_outcome
-from pytest_speedrun.runner import RunOutcome
+from pytest_speedrun.execution.runner import RunOutcome
+from pytest_speedrun.pipeline.replay import RunMemo, find_interrupted, llm_replies, mark_started, save_outcome
 
 pytest_plugins = ["pytester"]
 

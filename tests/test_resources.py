@@ -11,7 +11,7 @@ import pytest
 
 from fakes import manifest
 from pytest_speedrun.errors import MissingInput
-from pytest_speedrun.resources import LeasePool, cpu_threads, discover_gpus, reserved_count, run_cores
+from pytest_speedrun.execution.resources import LeasePool, cpu_threads, discover_gpus, reserved_count, run_cores
 
 pytest_plugins = ["pytester"]
 
@@ -251,7 +251,7 @@ def test_fixtures_lease_gpus_and_run_scripts(pytester: pytest.Pytester, cache_di
 
 def test_every_session_on_the_machine_leases_from_one_pool(tmp_path: Path, monkeypatch) -> None:
     """Two pytest sessions at once (two terminals, a test suite and a benchmark) never pin runs to one core."""
-    from pytest_speedrun.session import SessionInfo, SpeedrunSession
+    from pytest_speedrun.pipeline.session import SessionInfo, SpeedrunSession
     from pytest_speedrun.settings import build_settings
 
     monkeypatch.setenv("SPEEDRUN_LEASE_DIR", str(tmp_path / "leases"))

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from fakes import write_suite
-from pytest_speedrun import results
 from pytest_speedrun.agents.static import BaselineAgent, OracleAgent
-from pytest_speedrun.harness import config_key
-from pytest_speedrun.tasks import load_task
+from pytest_speedrun.pipeline.item import config_key
+from pytest_speedrun.results import store as results
+from pytest_speedrun.tasks.manifest import load_task
 
 pytest_plugins = ["pytester"]
 

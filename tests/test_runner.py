@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_speedrun import runner
+from pytest_speedrun.execution import runner
 
 
 def _spec(tmp_path: Path, body: str, timeout: float = 30, env: dict | None = None) -> runner.RunSpec:

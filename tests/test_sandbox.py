@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from fakes import CONNECT
-from pytest_speedrun import runner
 from pytest_speedrun.errors import UsageError
-from pytest_speedrun.sandbox import Sandbox, probe
+from pytest_speedrun.execution import runner
+from pytest_speedrun.execution.sandbox import Sandbox, probe
 
 
 def _run(tmp_path: Path, body: str, sandbox: Sandbox, **kw) -> str:

@@ -25,13 +25,13 @@ import pytest
 from fakes import CONNECT, write_suite
 from pytest_speedrun.agents.base import AgentContext
 from pytest_speedrun.agents.command import CommandAgent
-from pytest_speedrun.answers import git_dirs, installed_copies, session_answer_holders, task_answer_holders
-from pytest_speedrun.data import Dataset
+from pytest_speedrun.data.dataset import Dataset
 from pytest_speedrun.errors import AgentError
-from pytest_speedrun.harness import RunSettings, execute_script, prepare_workspace
-from pytest_speedrun.sandbox import Sandbox, private_roots, probe
+from pytest_speedrun.execution.answers import git_dirs, installed_copies, session_answer_holders, task_answer_holders
+from pytest_speedrun.execution.sandbox import Sandbox, private_roots, probe
+from pytest_speedrun.pipeline.item import RunSettings, execute_script, prepare_workspace
 from pytest_speedrun.settings import build_settings
-from pytest_speedrun.tasks import Task, available_suites, find_suite, load_suite, load_task, suite_dirs
+from pytest_speedrun.tasks.manifest import Task, available_suites, find_suite, load_suite, load_task, suite_dirs
 
 REPO = Path(__file__).resolve().parent.parent
 # The search an agent would try first (as in the issue), without the kernel's pseudo file systems.
@@ -407,8 +407,8 @@ WHEEL_PROBE = '''\
 import json, subprocess, sys
 from pathlib import Path
 import pytest_speedrun
-from pytest_speedrun.answers import session_answer_holders
-from pytest_speedrun.sandbox import probe
+from pytest_speedrun.execution.answers import session_answer_holders
+from pytest_speedrun.execution.sandbox import probe
 from pytest_speedrun.settings import build_settings
 root = Path(sys.argv[1])
 settings = build_settings(agent=None, suites=["tiny"], hints="0", seeds=1, min_fsr=None, calibrate=False,
@@ -452,7 +452,7 @@ def test_an_installed_wheel_hides_its_packaged_suites(host_dir: Path, bwrap: San
 
 
 def test_where_a_copy_was_installed_from_is_read_from_its_direct_url() -> None:
-    from pytest_speedrun.answers import _installed_from
+    from pytest_speedrun.execution.answers import _installed_from
     assert _installed_from('{"dir_info": {"editable": true}, "url": "file:///src/my%20clone"}') == \
         [Path("/src/my clone/tasks")]
     assert _installed_from('{"archive_info": {}, "url": "file:///dist/p.whl"}') == [Path("/dist/p.whl")]

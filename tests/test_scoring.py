@@ -1,6 +1,6 @@
 import pytest
 
-from pytest_speedrun.scoring import score
+from pytest_speedrun.results.scoring import score
 
 
 def test_fsr_is_fraction_of_speedup_recovered() -> None:

@@ -14,8 +14,8 @@ import pytest
 import slurmcluster
 
 from fakes import write_suite
-from pytest_speedrun.runner import RunSpec
-from pytest_speedrun.slurm import _JobSlots, outcome_for_state, parse_extra
+from pytest_speedrun.execution.runner import RunSpec
+from pytest_speedrun.execution.slurm import _JobSlots, outcome_for_state, parse_extra
 
 pytest_plugins = ["pytester"]
 
@@ -239,7 +239,7 @@ def _spec(tmp_path: Path) -> RunSpec:
     ("PREEMPTED", False, "Slurm state PREEMPTED"),
 ])
 def test_slurm_states_map_to_our_statuses(tmp_path: Path, state: str, timed_out: bool, reason: str) -> None:
-    from pytest_speedrun.integrity import judge
+    from pytest_speedrun.judging.integrity import judge
 
     outcome = outcome_for_state(state, None, _spec(tmp_path), ["python"], "42", 1.0)
     assert outcome.timed_out is timed_out and outcome.reason == reason and outcome.job_id == "42"
@@ -273,7 +273,7 @@ def test_extra_sbatch_options_must_be_key_value() -> None:
 
 
 def test_jobs_ask_for_the_cpus_their_threads_use(tmp_path: Path) -> None:
-    from pytest_speedrun.slurm import SlurmConfig, SlurmLauncher
+    from pytest_speedrun.execution.slurm import SlurmConfig, SlurmLauncher
 
     pytest.importorskip("submitit")
     spec = RunSpec(script=tmp_path / "t.py", workdir=tmp_path, log_path=tmp_path / "run.log", timeout_s=60,
@@ -288,7 +288,7 @@ def test_jobs_ask_for_the_cpus_their_threads_use(tmp_path: Path) -> None:
 
 
 def test_the_node_supplies_paths_gpus_and_its_slurm_view_the_controller_the_contract() -> None:
-    from pytest_speedrun.slurm import node_env
+    from pytest_speedrun.execution.slurm import node_env
 
     controller = {"PATH": "/login/bin", "NANOGPT_TRAIN_FILES": "/shared/train_*.bin", "OMP_NUM_THREADS": "8",
                   "SLURM_JOB_ID": "77", "TORCH_LOGS": "recompiles", "HOME": "/home/u"}

@@ -10,8 +10,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from pytest_speedrun.runner import RUN_MARKER, SESSION_MARKER, RunSpec
-from pytest_speedrun.slurm_ledger import JobLedger, run_key
+from pytest_speedrun.execution.runner import RUN_MARKER, SESSION_MARKER, RunSpec
+from pytest_speedrun.execution.slurm_ledger import JobLedger, run_key
 
 
 def _spec(tmp_path: Path, text: str = "print('train')\n", **env: str) -> RunSpec:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from pytest_speedrun.errors import SpeedrunError
-from pytest_speedrun.smoke import shorten
-from pytest_speedrun.tasks import find_suite
+from pytest_speedrun.pipeline.smoke import shorten
+from pytest_speedrun.tasks.manifest import find_suite
 
 pytest_plugins = ["pytester"]
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_speedrun.nearcopy import near_copy_reasons
-from pytest_speedrun.static_rules import static_reasons, target_text
-from pytest_speedrun.tasks import find_suite, load_task
-from pytest_speedrun.valpath import val_path_reasons, val_paths
+from pytest_speedrun.judging.nearcopy import near_copy_reasons
+from pytest_speedrun.judging.static_rules import static_reasons, target_text
+from pytest_speedrun.judging.valpath import val_path_reasons, val_paths
+from pytest_speedrun.tasks.manifest import find_suite, load_task
 
 TINY = [load_task(p) for p in sorted(find_suite("tiny").glob("tiny*.toml"))]
 
@@ -215,7 +215,7 @@ def test_a_path_built_to_explode_is_judged_quickly(monkeypatch: pytest.MonkeyPat
 
 
 def test_a_path_beyond_the_work_limit_is_suspicious_not_a_hang(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pytest_speedrun import dataflow
+    from pytest_speedrun.judging import dataflow
 
     monkeypatch.setattr(dataflow, "_MAX_WORK", 40)
     start = ("import torch.nn as nn\nclass Net(nn.Module):\n    pass\nnet = Net()\nv = net(1)\n"

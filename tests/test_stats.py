@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_speedrun.stats import (
+from pytest_speedrun.results.stats import (
     DEFAULT_PAPER_TABLE,
     PaperTableError,
     aggregate,

@@ -4,7 +4,7 @@ import pytest
 
 from fakes import manifest, write_suite
 from pytest_speedrun.errors import TaskError
-from pytest_speedrun.tasks import available_suites, find_suite, load_suite, load_task
+from pytest_speedrun.tasks.manifest import available_suites, find_suite, load_suite, load_task
 
 
 @pytest.fixture

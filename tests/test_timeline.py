@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_speedrun import runner, timeline
-from pytest_speedrun.metrics import SEPARATOR
+from pytest_speedrun.execution import runner
+from pytest_speedrun.judging import timeline
+from pytest_speedrun.judging.metrics import SEPARATOR
 
 
 def _tiny_like(n: int = 20, warmup: int = 5, step_s: float = 0.1, val_every: int = 10, val_s: float = 0.5,

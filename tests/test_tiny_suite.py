@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_speedrun.contract import env_usage
-from pytest_speedrun.tasks import find_suite, load_suite
+from pytest_speedrun.judging.contract import env_usage
+from pytest_speedrun.tasks.manifest import find_suite, load_suite
 
 pytest_plugins = ["pytester"]
 
@@ -71,9 +71,9 @@ def test_oracle_passes_every_tiny_task_and_baseline_recovers_nothing(pytester: p
 
 @pytest.mark.slow
 def test_a_record_runs_under_torchrun_with_two_processes(tmp_path: Path, cache_dir: Path) -> None:
-    from pytest_speedrun.data import ensure_tiny_dataset
-    from pytest_speedrun.harness import RunSettings, execute_script
-    from pytest_speedrun.tasks import adhoc_task
+    from pytest_speedrun.data.dataset import ensure_tiny_dataset
+    from pytest_speedrun.pipeline.item import RunSettings, execute_script
+    from pytest_speedrun.tasks.manifest import adhoc_task
 
     script = tmp_path / "train_gpt2.py"
     text = RECORDS[-1].read_text()

@@ -1,6 +1,6 @@
 """Agents: the interface, the offline kinds and the registry."""
 
-from .base import Agent, AgentContext, AgentResources, NodeResult, Solution
-from .registry import available_agents, make_agent
+from pytest_speedrun.agents.base import Agent, AgentContext, AgentResources, NodeResult, Solution
+from pytest_speedrun.agents.registry import available_agents, make_agent
 
 __all__ = ["Agent", "AgentContext", "AgentResources", "NodeResult", "Solution", "available_agents", "make_agent"]

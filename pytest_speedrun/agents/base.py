@@ -7,8 +7,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from ..sandbox import Sandbox
-from ..tasks import Task
+from pytest_speedrun.execution.sandbox import Sandbox
+from pytest_speedrun.tasks.manifest import Task
 
 
 @dataclass(frozen=True)

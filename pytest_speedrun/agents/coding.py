@@ -41,10 +41,10 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-from ..errors import AgentError, UsageError
-from .base import AgentContext, Solution
-from .command import CommandAgent, Invocation
-from .scaffolds import Prompts
+from pytest_speedrun.agents.base import AgentContext, Solution
+from pytest_speedrun.agents.command import CommandAgent, Invocation
+from pytest_speedrun.agents.scaffolds import Prompts
+from pytest_speedrun.errors import AgentError, UsageError
 
 PROMPT_FILE = "agent-prompt.md"  # in the item's artifacts, given to the tool on stdin
 SCRIPT_NAME = "train_gpt2.py"  # harness.SCRIPT_NAME (not imported: the harness imports the agents)

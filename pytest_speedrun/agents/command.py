@@ -37,11 +37,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..answers import task_answer_holders
-from ..errors import AgentError, UsageError
-from ..hints import regime_label
-from ..runner import kill_run
-from .base import AgentContext, Solution
+from pytest_speedrun.agents.base import AgentContext, Solution
+from pytest_speedrun.errors import AgentError, UsageError
+from pytest_speedrun.execution.answers import task_answer_holders
+from pytest_speedrun.execution.runner import kill_run
+from pytest_speedrun.tasks.hints import regime_label
 
 
 @dataclass(frozen=True)

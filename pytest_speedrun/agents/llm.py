@@ -28,10 +28,10 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from ..errors import AgentError, UsageError
-from ..replay import llm_replies
-from .base import AgentContext, Solution
-from .scaffolds import SCAFFOLDS, LimitReached, Prompts, Search, SearchParams
+from pytest_speedrun.agents.base import AgentContext, Solution
+from pytest_speedrun.agents.scaffolds import SCAFFOLDS, LimitReached, Prompts, Search, SearchParams
+from pytest_speedrun.errors import AgentError, UsageError
+from pytest_speedrun.pipeline.replay import llm_replies
 
 # --- presets and settings ---------------------------------------------------------------------------------
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from importlib.metadata import entry_points
 
-from ..errors import UsageError
-from .base import Agent
-from .coding import PRESETS as CODING_PRESETS
-from .coding import make_coding_agent
-from .command import CommandAgent
-from .llm import PRESETS, make_llm_agent
-from .static import BaselineAgent, OracleAgent
+from pytest_speedrun.agents.base import Agent
+from pytest_speedrun.agents.coding import PRESETS as CODING_PRESETS
+from pytest_speedrun.agents.coding import make_coding_agent
+from pytest_speedrun.agents.command import CommandAgent
+from pytest_speedrun.agents.llm import PRESETS, make_llm_agent
+from pytest_speedrun.agents.static import BaselineAgent, OracleAgent
+from pytest_speedrun.errors import UsageError
 
 ENTRY_POINT_GROUP = "pytest_speedrun.agents"
 Factory = Callable[[str | None], Agent]

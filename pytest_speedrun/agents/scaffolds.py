@@ -31,11 +31,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..errors import AgentError, UsageError
-from ..hints import regime_label
-from ..results import write_atomic
-from .base import AgentContext, NodeResult, Solution
-from .edits import EditError, apply_answer
+from pytest_speedrun.agents.base import AgentContext, NodeResult, Solution
+from pytest_speedrun.agents.edits import EditError, apply_answer
+from pytest_speedrun.errors import AgentError, UsageError
+from pytest_speedrun.results.store import write_atomic
+from pytest_speedrun.tasks.hints import regime_label
 
 SCAFFOLDS = ("single", "flat", "tree", "forest", "aide", "multi-aide")
 

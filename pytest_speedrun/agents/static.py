@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..errors import AgentError
-from .base import AgentContext, Solution
+from pytest_speedrun.agents.base import AgentContext, Solution
+from pytest_speedrun.errors import AgentError
 
 
 class BaselineAgent:

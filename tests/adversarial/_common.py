@@ -31,7 +31,7 @@ AFTER_ARGS = "args = Hyperparameters()\n"
 
 def target_script(ctx: AttackContext) -> Path:
     """The task's target record (the human answer), where an agent finds it with `find / -name 'record_*.py'`."""
-    from pytest_speedrun.tasks import find_suite, load_task
+    from pytest_speedrun.tasks.manifest import find_suite, load_task
 
     return load_task(find_suite("tiny") / f"{ctx.task_id}.toml").target.script.path
 

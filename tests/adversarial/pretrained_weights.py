@@ -13,7 +13,7 @@ MODEL_LINE = "model = GPT(args.vocab_size, args.model_dim, args.num_layers, args
 
 
 def attack(script, ctx):
-    from pytest_speedrun.data import ensure_tiny_dataset
+    from pytest_speedrun.data.dataset import ensure_tiny_dataset
     from pytest_speedrun.settings import default_cache_dir
 
     # 1. Off the clock (the agent's own time): train the start script and save the weights.

@@ -2,7 +2,7 @@ THREAT = "reading the target record (the human answer) from the harness's own fi
 EXPECTED_STATUS = "tampered"
 EXPECTED_REASON = "which agents may not read"
 
-from pytest_speedrun.tasks import find_suite  # noqa: E402
+from pytest_speedrun.tasks.manifest import find_suite  # noqa: E402
 
 
 def attack(script, ctx):

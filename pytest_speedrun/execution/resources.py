@@ -1,0 +1,255 @@
+"""Devices for runs: GPU discovery (never through torch in the controller), and leases of GPUs and CPU cores
+from a pool shared by every xdist worker.
+
+The pool is a JSON file guarded by a file lock in a directory the controller creates and hands to workers
+(through `workerinput`), so `--dist load` and `--dist worksteal` share it alike. A lease is all-or-nothing: a
+run never starts with part of what it needs. Leases held by a process that died are reclaimed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from filelock import FileLock
+
+from pytest_speedrun.errors import MissingInput, UsageError
+
+_UUID = re.compile(r"\(UUID:\s*([^)]+)\)")
+
+
+def usable_cores() -> list[int]:
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS/Windows
+        return list(range(os.cpu_count() or 1))
+
+
+def machine_pool_dir() -> Path:
+    """Where every pytest-speedrun session of this user on this machine keeps its leases: one pool per machine,
+    so two sessions (two terminals, or a test suite and a benchmark) never pin timed runs to the same core or GPU.
+    `SPEEDRUN_LEASE_DIR` moves it."""
+    override = os.environ.get("SPEEDRUN_LEASE_DIR")
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    return Path(override) if override else Path(tempfile.gettempdir()) / f"pytest-speedrun-leases-{uid}"
+
+
+def reserved_count(n_cores: int) -> int:
+    """Cores no timed run gets: they are left to pytest, the xdist workers, the pumps and the OS. One per eight
+    cores, at least one wherever there are two or more (a run that shares its core with the controller had
+    6-10% run-to-run CV on a 2-core machine; alone on its core, 0.8%)."""
+    return 0 if n_cores < 2 else max(1, n_cores // 8)
+
+
+def run_cores(cores: list[int] | None = None) -> list[int]:
+    """The cores timed runs are pinned to: the usable cores less the reserved ones (the lowest-numbered, where
+    interrupts and housekeeping tend to land)."""
+    cores = sorted(usable_cores() if cores is None else cores)
+    return cores[reserved_count(len(cores)):]
+
+
+def cpu_threads(workers: int | None = None, override: int | None = None, cores: list[int] | None = None) -> int:
+    """Threads per CPU run: `override` if given, else the run cores divided among the xdist workers (at least
+    one: with more workers than run cores, runs queue for cores rather than share them)."""
+    if override is not None:
+        return max(1, override)
+    if workers is None:
+        workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    return max(1, len(run_cores(cores)) // max(1, workers))
+
+
+def parse_gpu_list(text: str, option: str = "--speedrun-gpus") -> list[str]:
+    ids = [x.strip() for x in text.split(",")]
+    if any(not x for x in ids) or len(set(ids)) != len(ids):
+        raise UsageError(f"{option}={text}: expected distinct comma-separated GPU ids, e.g. 0,1,2,3")
+    return ids
+
+
+def discover_gpus(override: str | None = None, env: dict[str, str] | None = None,
+                  nvidia_smi: str = "nvidia-smi") -> list[str]:
+    """GPU ids runs may use, as values for CUDA_VISIBLE_DEVICES.
+
+    `--speedrun-gpus` wins; else the user's CUDA_VISIBLE_DEVICES (its entries, never physical indices, so a
+    slice of it is what runs see); else `nvidia-smi -L` (UUIDs where it prints them); else none."""
+    env = os.environ if env is None else env
+    if override:
+        return parse_gpu_list(override)
+    visible = env.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        ids = [x.strip() for x in visible.split(",") if x.strip()]
+        return [] if ids in ([], ["-1"]) or ids[0].startswith("-") else ids
+    exe = shutil.which(nvidia_smi, path=env.get("PATH"))
+    if exe is None:
+        return []
+    try:
+        out = subprocess.run([exe, "-L"], capture_output=True, text=True, timeout=30, env=dict(env)).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    ids = []
+    for i, line in enumerate(ln for ln in out.splitlines() if ln.startswith("GPU ")):
+        m = _UUID.search(line)
+        ids.append(m.group(1).strip() if m else str(i))
+    return ids
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Devices held by one run. `slot` names the set, for per-lease compile caches."""
+
+    gpus: tuple[str, ...]
+    cores: tuple[int, ...]
+    token: str = ""
+    waited_s: float = 0.0  # how long the run queued for these devices (other runs held them)
+
+    @property
+    def slot(self) -> str:
+        body = "-".join(self.gpus) if self.gpus else "cpu" + "-".join(map(str, self.cores))
+        return re.sub(r"[^A-Za-z0-9_.-]", "_", body)[:100]
+
+    @property
+    def threads(self) -> int:
+        """CPU threads per process: a CPU run uses all its cores; each process of a GPU run feeds one GPU from
+        that GPU's share of the cores."""
+        return max(1, len(self.cores) // max(1, len(self.gpus)))
+
+    def env(self, cache_root: Path | None = None) -> dict[str, str]:
+        env: dict[str, str] = {}
+        if self.cores:
+            for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+                env[var] = str(self.threads)
+        if self.gpus:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(self.gpus)
+        if cache_root is not None:
+            # Kept across runs on the same devices, so compile caches stay warm; never shared by two runs.
+            env["TORCHINDUCTOR_CACHE_DIR"] = str(cache_root / "inductor" / self.slot)
+            env["TRITON_CACHE_DIR"] = str(cache_root / "triton" / self.slot)
+        return env
+
+
+@dataclass
+class LeasePool:
+    """A pool of GPUs and CPU cores in `directory`, shared by every process that opens the same directory."""
+
+    directory: Path
+    gpus: list[str]
+    cores: list[int]
+    poll_s: float = 0.2
+    on_wait: Callable[[str], None] | None = None
+    _held: list[Lease] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock = FileLock(str(self.directory / "pool.lock"))
+        self._state = self.directory / "pool.json"
+
+    def _read(self) -> dict:
+        try:
+            state = json.loads(self._state.read_text())
+        except (OSError, ValueError):
+            state = {"gpus": {}, "cores": {}}
+        for kind in ("gpus", "cores"):  # reclaim what dead processes held
+            state[kind] = {k: v for k, v in state[kind].items() if pid_alive(int(v.split(":")[0]))}
+        return state
+
+    def _write(self, state: dict) -> None:
+        tmp = self._state.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, sort_keys=True))
+        os.replace(tmp, self._state)
+
+    def cores_per_gpu(self) -> int:
+        """Each GPU has its own slice of the pool's cores, for the process that feeds it."""
+        return max(1, len(self.cores) // max(1, len(self.gpus)))
+
+    def try_acquire(self, n_gpus: int, n_cores: int) -> Lease | None:
+        """All-or-nothing. GPU runs hold their GPUs exclusively and get each GPU's own slice of cores (`n_cores`
+        is not used for them): GPUs are leased whole, so two runs never share a slice, unless the machine has
+        fewer cores than GPUs. CPU-only runs hold `n_cores` cores no other run holds."""
+        token = f"{os.getpid()}:{time.monotonic_ns()}"
+        with self._lock:
+            state = self._read()
+            free_g = [g for g in self.gpus if g not in state["gpus"]]
+            free_c = [c for c in self.cores if str(c) not in state["cores"]]
+            if len(free_g) < n_gpus or (n_gpus == 0 and len(free_c) < n_cores):
+                return None
+            gpus = tuple(free_g[:n_gpus])
+            if n_gpus:
+                per = self.cores_per_gpu()
+                cores = tuple(dict.fromkeys(self.cores[(self.gpus.index(g) * per + k) % len(self.cores)]
+                                            for g in gpus for k in range(per)))
+            else:
+                cores = tuple(free_c[:n_cores])
+            lease = Lease(gpus=gpus, cores=cores, token=token)
+            state["gpus"].update({g: token for g in lease.gpus})
+            if not n_gpus:
+                state["cores"].update({str(c): token for c in lease.cores})
+            self._write(state)
+        self._held.append(lease)
+        return lease
+
+    def release(self, lease: Lease) -> None:
+        with self._lock:
+            state = self._read()
+            for kind in ("gpus", "cores"):
+                state[kind] = {k: v for k, v in state[kind].items() if v != lease.token}
+            self._write(state)
+        if lease in self._held:
+            self._held.remove(lease)
+
+    def release_all(self) -> None:
+        for lease in list(self._held):
+            self.release(lease)
+
+    @contextmanager
+    def lease(self, n_gpus: int, n_cores: int, who: str = "") -> Iterator[Lease]:
+        """Block until `n_gpus` GPUs and `n_cores` cores are free together; release them afterwards."""
+        if n_gpus > len(self.gpus):
+            raise MissingInput(f"needs {n_gpus} GPU(s), this machine offers {len(self.gpus)} "
+                               f"({', '.join(self.gpus) or 'none'}); use a node with more GPUs or --speedrun-nproc")
+        n_cores = min(n_cores, len(self.cores))
+        asked = time.monotonic()
+        lease = self.try_acquire(n_gpus, n_cores)
+        waited = False
+        while lease is None:
+            if not waited and self.on_wait is not None:
+                self.on_wait(f"{who} waiting for {n_gpus} GPU(s) and {n_cores} core(s)")
+            waited = True
+            time.sleep(self.poll_s)
+            lease = self.try_acquire(n_gpus, n_cores)
+        if waited:
+            self._held.remove(lease)
+            lease = replace(lease, waited_s=time.monotonic() - asked)
+            self._held.append(lease)
+        try:
+            yield lease
+        finally:
+            self.release(lease)
+
+
+@contextmanager
+def no_lease() -> Iterator[Lease]:
+    """What runs get outside a pool (plain library use): no GPUs assigned, no core pinning."""
+    yield Lease(gpus=(), cores=())
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether `pid` is a live process. A zombie is dead: a killed xdist worker stays one until the controller
+    reaps it, and its leases must be reclaimed meanwhile."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True

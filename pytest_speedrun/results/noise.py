@@ -1,0 +1,231 @@
+"""Timing noise: the run-to-run spread of train times, what it does to FSR, and whether a machine has moved.
+
+Train times are treated as log-normal: a run's time is its script's true time on this machine times a factor
+with a relative standard deviation `cv` (the run-to-run coefficient of variation). The spread is pooled over
+every record calibrated on the machine (the factor does not depend on the script), so three runs of the
+cheapest record plus one of every other already give an estimate with a few degrees of freedom, and each later
+session's control runs add to it.
+
+FSR = (a - x) / (a - b) with a = t_i, b = t_{i+1} and x = t'. Its interval comes from the delta method on the
+three independent means, with Student's t quantile for the pooled degrees of freedom (the normal one for an
+assumed spread). The amplification a / (a - b) is why late NanoGPT tasks (t_{i+1} close to t_i) need many runs.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+
+from pytest_speedrun.results.stats import student_t_cdf
+
+ASSUMED_CV = 0.01  # for references that carry no spread (the paper's times): 1% run-to-run, labelled "assumed"
+LEVEL = 0.95  # every interval here is a 95% one
+CHECK_ALPHA = 0.01  # the stale-reference check's false-alarm rate per session on an unchanged machine (nominal)
+CONTROL_RUNS = 3  # control runs per session check
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Run-to-run relative spread of train times on a machine: measured (with degrees of freedom) or assumed."""
+
+    cv: float
+    df: int | None  # None: assumed, not measured
+
+    @property
+    def assumed(self) -> bool:
+        return self.df is None
+
+    def describe(self) -> str:
+        if self.df is None:
+            return f"{self.cv:.1%} run-to-run CV (assumed)"
+        return f"{self.cv:.2%} run-to-run CV (measured, {self.df} degrees of freedom)"
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def pooled_spread(groups: Iterable[Sequence[float]]) -> Spread | None:
+    """The pooled relative spread of several groups of train times of the same script each (None with no group
+    of 2 or more runs): the standard deviation of log times around each group's mean."""
+    ss, df = 0.0, 0
+    for times in groups:
+        logs = [math.log(t) for t in times if t > 0]
+        if len(logs) < 2:
+            continue
+        mean = statistics.fmean(logs)
+        ss += sum((v - mean) ** 2 for v in logs)
+        df += len(logs) - 1
+    if df == 0:
+        return None
+    return Spread(cv=math.sqrt(ss / df), df=df)
+
+
+def t_quantile(df: int | None, p: float = (1 + LEVEL) / 2) -> float:
+    """The p quantile of Student's t with `df` degrees of freedom (the normal quantile for df None)."""
+    if df is None:
+        return statistics.NormalDist().inv_cdf(p)
+    lo, hi = 0.0, 1000.0
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        if student_t_cdf(mid, df) < p:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def fsr_half_width(x: float, n_x: int, a: float, n_a: int, b: float, n_b: int, spread: Spread) -> float:
+    """Half-width of the 95% interval of FSR = (a - x) / (a - b), each time the mean of n runs with relative
+    spread `spread.cv`."""
+    d = a - b
+    if d <= 0:
+        return math.inf
+    sa, sb, sx = (t * spread.cv / math.sqrt(max(1, n)) for t, n in ((a, n_a), (b, n_b), (x, n_x)))
+    var = ((x - b) / d**2 * sa) ** 2 + ((a - x) / d**2 * sb) ** 2 + (sx / d) ** 2
+    return t_quantile(spread.df) * math.sqrt(var)
+
+
+@dataclass(frozen=True)
+class Interval:
+    low: float
+    high: float
+
+    @property
+    def half(self) -> float:
+        return (self.high - self.low) / 2
+
+
+def fsr_interval(fsr: float, x: float, n_x: int, a: float, n_a: int, b: float, n_b: int, spread: Spread,
+                 slowdown: float = 0.0, speedup: float = 0.0) -> Interval:
+    """The 95% interval of an item's FSR. `slowdown`: the fraction by which something outside the run may have
+    slowed it (measured contention, a slower machine); the run could have been that much faster, so the interval
+    reaches up. `speedup`: the fraction by which the machine ran faster than when the references were measured;
+    the interval reaches down."""
+    half = fsr_half_width(x, n_x, a, n_a, b, n_b, spread)
+    reach = x * (1 - 1 / (1 + slowdown)) / (a - b) if slowdown > 0 and a > b else 0.0
+    down = x * speedup / (a - b) if speedup > 0 and a > b else 0.0
+    return Interval(fsr - half - down, fsr + half + reach)
+
+
+def runs_for(target_half: float, x: float, a: float, b: float, spread: Spread, max_runs: int = 10,
+             ) -> tuple[int, int] | None:
+    """The cheapest (repeats of the solution, calibration runs per reference record) with an interval half-width
+    under `target_half`, or None when none up to `max_runs` each does at this spread. Cost: total train time."""
+    best = None
+    for reps in range(1, max_runs + 1):
+        for cal in range(1, max_runs + 1):
+            exact = Spread(spread.cv, None if spread.df is None else max(spread.df, 30))
+            if fsr_half_width(x, reps, a, cal, b, cal, exact) < target_half:
+                cost = reps * x + cal * (a + b)
+                if best is None or cost < best[0]:
+                    best = (cost, reps, cal)
+                break
+    return None if best is None else (best[1], best[2])
+
+
+CHECK_BAND = (0.015, 0.02)  # the stale check's tolerance on the control's ratio, clamped to this range
+
+
+@dataclass(frozen=True)
+class ShiftCheck:
+    """A stale-reference check: do this session's control runs agree with the cached runs of the same script?"""
+
+    ratio: float  # geometric mean of the control runs / that of the cached runs
+    tolerance: float  # |log ratio| above this means the machine moved
+    moved: bool
+
+    def describe(self) -> str:
+        verdict = "moved: re-measuring" if self.moved else "holds"
+        return f"control {self.ratio - 1:+.1%} against the cache (tolerance ±{self.tolerance:.1%}): {verdict}"
+
+
+def shift_check(control: Sequence[float], cached: Sequence[float], spread: Spread,
+                alpha: float = CHECK_ALPHA) -> ShiftCheck:
+    """Does the machine still run the control script at its cached speed? The tolerance is the two-sided `alpha`
+    normal bound on the difference of mean log times at the pooled spread, clamped to CHECK_BAND: never tighter
+    than 1.5% (the spread is estimated from few runs, and timing tails are heavier than normal), never looser
+    than 2% (so a 3% slowdown is caught even while the spread is still overestimated; measured rates in
+    benchmarks/stale_check.last.txt)."""
+    c = [math.log(t) for t in control]
+    r = [math.log(t) for t in cached]
+    diff = statistics.fmean(c) - statistics.fmean(r)
+    se = spread.cv * math.sqrt(1 / len(c) + 1 / len(r))
+    tolerance = min(max(t_quantile(None, 1 - alpha / 2) * se, CHECK_BAND[0]), CHECK_BAND[1])
+    return ShiftCheck(ratio=math.exp(diff), tolerance=tolerance, moved=abs(diff) > tolerance)
+
+
+BUSY_LIMIT = 0.25  # other cores busier than this during a run: the run is disturbed (see docs/timing.md)
+WAIT_LIMIT = 0.01  # a run that waited for its own core (or lost it to the hypervisor) more than this is disturbed
+BUSY_SLOWDOWN = 1.0  # how much a fully busy neighbour core can slow a pinned run, at most (docs/timing.md)
+
+
+DRIFT_LIMIT = 0.05  # the pump's CPU probe this much off the references' own: the machine's speed moved
+
+
+def drift(cpu: dict[str, float], reference_probe_s: float | None) -> float:
+    """How much slower (> 0) or faster (< 0) the machine ran during this run than while its references were
+    measured, by the pump's CPU probe (0 when either figure is missing)."""
+    probe = cpu.get("probe_s")
+    if not probe or not reference_probe_s:
+        return 0.0
+    return probe / reference_probe_s - 1
+
+
+def disturbance(wait: float, cpu: dict[str, float], reference_probe_s: float | None = None) -> str:
+    """Why a run's time says more about the machine than about the script ("" if it ran undisturbed). `wait`: the
+    fraction of its wall time the run waited for its own core; `cpu`: the pump's accounting (pump.py);
+    `reference_probe_s`: the pump's CPU probe while the references were measured."""
+    busy, steal = cpu.get("others_busy", 0.0), cpu.get("steal", 0.0)
+    moved = drift(cpu, reference_probe_s)
+    if abs(moved) > DRIFT_LIMIT:
+        return (f"the machine ran {abs(moved):.0%} {'slower' if moved > 0 else 'faster'} than when the references "
+                "were measured (the pump's CPU probe)")
+    if wait > WAIT_LIMIT:
+        return f"the run waited {wait:.1%} of its time for its own core"
+    if steal > WAIT_LIMIT:
+        return f"the hypervisor took {steal:.1%} of the run's core time"
+    if busy > BUSY_LIMIT:
+        return f"the other cores were {busy:.0%} busy during the run"
+    return ""
+
+
+def slowdown_bound(wait: float, cpu: dict[str, float], reference_probe_s: float | None = None) -> float:
+    """How much slower than undisturbed a run may have been, by what the pump saw (0 for an undisturbed run)."""
+    if not disturbance(wait, cpu, reference_probe_s):
+        return 0.0
+    busy = cpu.get("others_busy", 0.0)
+    moved = max(0.0, drift(cpu, reference_probe_s))
+    return wait + cpu.get("steal", 0.0) + (BUSY_SLOWDOWN * busy if busy > BUSY_LIMIT else 0.0) + \
+        (2 * moved if moved > DRIFT_LIMIT else 0.0)
+
+
+def advice(task: str, interval: Interval, fsr: float, x: float, a: float, b: float, spread: Spread) -> str:
+    """The summary line for an item whose interval is wider than ±0.2 (else ""): the noise, and what would bring
+    the interval under ±0.1."""
+    if interval.half <= 0.2:
+        return ""
+    need = runs_for(0.1, x, a, b, spread)
+    fix = (f"--speedrun-repeats={need[0]} and --speedrun-calibration-runs={need[1]} would bring it under ±0.1"
+           if need else "no number of repeats or calibration runs (up to 10 each) would bring it under ±0.1")
+    return f"{task}: FSR {fsr:.2f} ± {interval.half:.2f} at {spread.describe()}; {fix}"
+
+
+def precision_rows(tasks: Iterable, cv: float = 0.01, reference_runs: int = 3) -> list[str]:
+    """The README's table of what ±0.1 costs per task at a run-to-run `cv`, for an oracle-like t' = t_(i+1):
+    the amplification, the half-width with one run against `reference_runs`-run references, the repeats that
+    reach ±0.1 with such references (or the floor no number of repeats gets under), and the cheapest plan."""
+    spread = Spread(cv, None)
+    rows = []
+    for t in tasks:
+        a, b = t.start.train_time_ms, t.target.train_time_ms
+        one = fsr_half_width(b, 1, a, reference_runs, b, reference_runs, spread)
+        reps = next((r for r in range(1, 101)
+                     if fsr_half_width(b, r, a, reference_runs, b, reference_runs, spread) < 0.1), None)
+        floor = fsr_half_width(b, 10**9, a, reference_runs, b, reference_runs, spread)
+        plan = runs_for(0.1, b, a, b, spread)
+        rows.append(f"| {t.id} | {t.start.record} → {t.target.record} | {a / (a - b):.1f} | ±{one:.2f} | "
+                    f"{reps if reps else f'none: ±{floor:.2f} at any number'} | "
+                    f"{f'{plan[0]} repeats, {plan[1]} calibration runs' if plan else 'none up to 10 each'} |")
+    return rows

@@ -1,0 +1,255 @@
+"""Task manifests: schema, loading (tomllib / tomli) and validation with precise, one-line errors.
+
+A manifest is a TOML file under `tasks/<suite>/`. The schema is checked by hand against a small declarative
+table below (rather than pydantic or jsonschema) so that the plugin's runtime dependencies stay at pytest and
+tomli, and so every error names the manifest file and the dotted key.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pytest_speedrun.errors import TaskError
+from pytest_speedrun.files import PACKAGE_DIR
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+HINT_LEVELS = (1, 2, 3)
+_PACKAGED = PACKAGE_DIR / "suites"  # wheel installs: tasks/ is shipped inside the package
+_SOURCE_TREE = PACKAGE_DIR.parent / "tasks"  # source checkouts and editable installs
+
+
+@dataclass(frozen=True)
+class ScriptRef:
+    """A record script: a file next to the manifest, or a pinned download (url + sha256)."""
+
+    path: Path | None = None
+    url: str | None = None
+    sha256: str | None = None
+    bytes: int | None = None
+
+    def describe(self) -> str:
+        return str(self.path) if self.path is not None else f"{self.url} (sha256 {self.sha256})"
+
+
+@dataclass(frozen=True)
+class Record:
+    """One end of a task: which record, its script and its reference train time (ms)."""
+
+    record: int
+    script: ScriptRef
+    train_time_ms: float
+    steps: int | None = None  # the record's num_iterations, when known (suspicious-result rule)
+
+
+@dataclass(frozen=True)
+class Launch:
+    nproc_per_node: int = 1
+    timeout_s: float = 3600.0
+    env: dict[str, str] = field(default_factory=dict)
+    supported_gpu_counts: tuple[int, ...] = ()
+    torch_version_timed: str | None = None
+
+
+@dataclass(frozen=True)
+class Task:
+    """A validated task manifest."""
+
+    id: str
+    suite: str
+    title: str
+    target_val_loss: float
+    start: Record
+    target: Record
+    launch: Launch
+    hints: dict[int, Path]
+    manifest: Path
+    dataset: str = "tiny"  # "tiny" (generated) or "fineweb" (downloaded)
+    train_shards: int = 1
+    reference: str = "manifest"  # "manifest" (fixed t_i, t_{i+1}) or "calibrate" (measured on this machine)
+
+
+# --- schema ----------------------------------------------------------------------------------------------
+# key -> (python types accepted, required?, human type name)
+_NUM = ((int, float), "a number")
+_INT = ((int,), "an integer")
+_STR = ((str,), "a string")
+_TABLE = ((dict,), "a table")
+_TOP = {
+    "id": (_STR, True),
+    "suite": (_STR, True),
+    "title": (_STR, False),
+    "target_val_loss": (_NUM, True),
+    "start": (_TABLE, True),
+    "target": (_TABLE, True),
+    "launch": (_TABLE, True),
+    "hints": (_TABLE, False),
+    "data": (_TABLE, False),
+    "reference": (_TABLE, False),
+}
+_RECORD = {"record": (_INT, True), "script": (_TABLE, True), "train_time_ms": (_NUM, True), "steps": (_INT, False)}
+_SCRIPT = {"path": (_STR, False), "url": (_STR, False), "sha256": (_STR, False), "bytes": (_INT, False)}
+_LAUNCH = {
+    "nproc_per_node": (_INT, True),
+    "timeout_s": (_NUM, True),
+    "env": (_TABLE, False),
+    "supported_gpu_counts": (((list,), "a list of integers"), False),
+    "torch_version_timed": (_STR, False),
+}
+_DATA = {"dataset": (_STR, True), "train_shards": (_INT, False)}
+_REFERENCE = {"source": (_STR, True)}
+_HINTS = {str(level): (_STR, False) for level in HINT_LEVELS}
+
+
+class _Checker:
+    def __init__(self, manifest: Path) -> None:
+        self.manifest = manifest
+
+    def fail(self, key: str, message: str) -> TaskError:
+        return TaskError(f"{self.manifest}: key '{key}': {message}")
+
+    def table(self, data: dict[str, Any], schema: dict, prefix: str) -> dict[str, Any]:
+        for key in data:
+            if key not in schema:
+                known = ", ".join(sorted(schema))
+                raise self.fail(prefix + key, f"unknown key (known keys here: {known}); remove or rename it")
+        for key, ((types, tname), required) in schema.items():
+            if key not in data:
+                if required:
+                    raise self.fail(prefix + key, f"missing; add it ({tname})")
+                continue
+            value = data[key]
+            if isinstance(value, bool) or not isinstance(value, types):
+                raise self.fail(prefix + key, f"expected {tname}, got {type(value).__name__} {value!r}")
+        return data
+
+    def file(self, key: str, rel: str) -> Path:
+        path = (self.manifest.parent / rel).resolve()
+        if not path.is_file():
+            raise self.fail(key, f"file '{rel}' does not exist (looked for {path}); fix the path or add the file")
+        return path
+
+
+def _script(chk: _Checker, raw: dict, key: str) -> ScriptRef:
+    chk.table(raw, _SCRIPT, key + ".")
+    if "path" in raw:
+        if "url" in raw:
+            raise chk.fail(key, "give either 'path' or 'url', not both")
+        return ScriptRef(path=chk.file(key + ".path", raw["path"]))
+    if "url" not in raw:
+        raise chk.fail(key + ".path", "missing; give 'path' (a file next to the manifest) or 'url' + 'sha256'")
+    if "sha256" not in raw:
+        raise chk.fail(key + ".sha256", "missing; a downloaded script must be pinned by its sha256")
+    sha = raw["sha256"].lower()
+    if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+        raise chk.fail(key + ".sha256", f"{raw['sha256']!r} is not a 64-digit hex sha256")
+    return ScriptRef(url=raw["url"], sha256=sha, bytes=raw.get("bytes"))
+
+
+def _record(chk: _Checker, raw: dict, key: str) -> Record:
+    chk.table(raw, _RECORD, key + ".")
+    if raw["train_time_ms"] <= 0:
+        raise chk.fail(key + ".train_time_ms", f"must be positive, got {raw['train_time_ms']}")
+    return Record(record=raw["record"], script=_script(chk, raw["script"], key + ".script"),
+                  train_time_ms=float(raw["train_time_ms"]), steps=raw.get("steps"))
+
+
+def load_task(manifest: Path) -> Task:
+    """Load and validate one manifest; raise TaskError naming the file and key on any problem."""
+    manifest = Path(manifest)
+    try:
+        raw = tomllib.loads(manifest.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise TaskError(f"{manifest}: cannot read manifest ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise TaskError(f"{manifest}: invalid TOML: {exc}") from None
+    chk = _Checker(manifest)
+    chk.table(raw, _TOP, "")
+    start = _record(chk, raw["start"], "start")
+    target = _record(chk, raw["target"], "target")
+    if target.train_time_ms >= start.train_time_ms:
+        raise chk.fail("target.train_time_ms", f"t_(i+1) = {target.train_time_ms:g} ms must be less than "
+                       f"start.train_time_ms t_i = {start.train_time_ms:g} ms (the target record is the faster one)")
+    if not 0 < raw["target_val_loss"] < 100:
+        raise chk.fail("target_val_loss", f"{raw['target_val_loss']} is not a plausible loss")
+
+    launch_raw = chk.table(raw["launch"], _LAUNCH, "launch.")
+    env = chk.table(launch_raw.get("env", {}), {k: (_STR, False) for k in launch_raw.get("env", {})}, "launch.env.")
+    gpus = launch_raw.get("supported_gpu_counts", [])
+    if any(isinstance(g, bool) or not isinstance(g, int) or g < 1 for g in gpus):
+        raise chk.fail("launch.supported_gpu_counts", f"expected a list of positive integers, got {gpus!r}")
+    if launch_raw["nproc_per_node"] < 1:
+        raise chk.fail("launch.nproc_per_node", f"must be at least 1, got {launch_raw['nproc_per_node']}")
+    if launch_raw["timeout_s"] <= 0:
+        raise chk.fail("launch.timeout_s", f"must be positive, got {launch_raw['timeout_s']}")
+    launch = Launch(nproc_per_node=launch_raw["nproc_per_node"], timeout_s=float(launch_raw["timeout_s"]),
+                    env=dict(env), supported_gpu_counts=tuple(gpus),
+                    torch_version_timed=launch_raw.get("torch_version_timed"))
+
+    hints_raw = chk.table(raw.get("hints", {}), _HINTS, "hints.")
+    hints = {int(level): chk.file(f"hints.{level}", rel) for level, rel in sorted(hints_raw.items())}
+
+    data = chk.table(raw.get("data", {"dataset": "tiny"}), _DATA, "data.")
+    if data["dataset"] not in ("tiny", "fineweb"):
+        raise chk.fail("data.dataset", f"{data['dataset']!r} is not one of 'tiny', 'fineweb'")
+    reference = chk.table(raw.get("reference", {"source": "manifest"}), _REFERENCE, "reference.")
+    if reference["source"] not in ("manifest", "calibrate"):
+        raise chk.fail("reference.source", f"{reference['source']!r} is not one of 'manifest', 'calibrate'")
+    return Task(
+        id=raw["id"], suite=raw["suite"], title=raw.get("title", raw["id"]),
+        target_val_loss=float(raw["target_val_loss"]),
+        start=start, target=target, launch=launch, hints=hints, manifest=manifest.resolve(),
+        dataset=data["dataset"], train_shards=data.get("train_shards", 1), reference=reference["source"],
+    )
+
+
+def suite_dirs() -> list[Path]:
+    """Where packaged suites live: inside the installed package (wheel) or the source tree's `tasks/`."""
+    return [d for d in (_PACKAGED, _SOURCE_TREE) if d.is_dir()]
+
+
+def available_suites() -> list[str]:
+    names = {p.name for d in suite_dirs() for p in d.iterdir() if p.is_dir() and any(p.glob("*.toml"))}
+    return sorted(names)
+
+
+def find_suite(name_or_path: str) -> Path:
+    """Resolve `--speedrun-suite`: a packaged suite name, or a directory of manifests."""
+    as_path = Path(name_or_path).expanduser()
+    if as_path.is_dir() and (any(as_path.glob("*.toml")) or name_or_path not in available_suites()):
+        return as_path.resolve()
+    for d in suite_dirs():
+        if (d / name_or_path).is_dir():
+            return (d / name_or_path).resolve()
+    raise TaskError(
+        f"--speedrun-suite={name_or_path}: no such suite; available: {', '.join(available_suites()) or 'none'} "
+        "(or give a directory of task manifests)"
+    )
+
+
+def load_suite(suite_dir: Path) -> list[Task]:
+    """Load every manifest of a suite, sorted by task id (a stable order for xdist)."""
+    tasks = [load_task(p) for p in sorted(suite_dir.glob("*.toml"))]
+    seen: dict[str, Path] = {}
+    for t in tasks:
+        if t.id in seen:
+            raise TaskError(f"{t.manifest}: key 'id': {t.id!r} is already used by {seen[t.id]}; ids must be unique")
+        seen[t.id] = t.manifest
+    return sorted(tasks, key=lambda t: t.id)
+
+
+def adhoc_task(script: Path, *, target_val_loss: float, nproc: int = 1, timeout_s: float = 3600.0,
+               env: dict[str, str] | None = None, dataset: str = "tiny") -> Task:
+    """A one-off task around a single script, for running it under the harness outside a suite (the
+    `speedrun_run` fixture). Its reference times are placeholders: it is judged, not scored."""
+    ref = ScriptRef(path=Path(script).resolve())
+    return Task(id=Path(script).stem, suite="adhoc", title=f"ad-hoc run of {Path(script).name}",
+                target_val_loss=target_val_loss, start=Record(0, ref, 2.0), target=Record(0, ref, 1.0),
+                launch=Launch(nproc_per_node=nproc, timeout_s=timeout_s, env=dict(env or {})), hints={},
+                manifest=ref.path, dataset=dataset)
