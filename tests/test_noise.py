@@ -13,12 +13,19 @@ from pytest_speedrun.results.noise import Spread
 
 def test_pooled_spread_is_the_relative_sd_around_each_scripts_own_mean() -> None:
     # Two scripts at very different speeds, the same 1% relative jitter: the pool sees 1%, not their difference.
-    a = [100 * math.exp(e) for e in (-0.01, 0.0, 0.01)]
-    b = [10 * math.exp(e) for e in (-0.01, 0.01)]
-    spread = noise.pooled_spread([a, b, [55.0]])
+    a = [100_000 * math.exp(e) for e in (-0.01, 0.0, 0.01)]
+    b = [10_000 * math.exp(e) for e in (-0.01, 0.01)]
+    spread = noise.pooled_spread([a, b, [55_000.0]])
     assert spread is not None and spread.df == 3
-    assert spread.cv == pytest.approx(math.sqrt((2e-4 + 2e-4) / 3), rel=1e-6)
+    assert spread.cv == pytest.approx(math.sqrt((2e-4 + 2e-4) / 3), rel=1e-4)  # rounding: 1e-9 of it
     assert noise.pooled_spread([[1.0], [2.0]]) is None
+
+
+def test_identical_logged_times_keep_the_spread_of_their_rounding() -> None:
+    """Whole-millisecond times that agree exactly (a fake 152 ms script) have a spread of at least the rounding,
+    never zero: an interval of ± 0.00 would claim a precision the log does not have."""
+    spread = noise.pooled_spread([[152.0, 152.0, 152.0]])
+    assert spread is not None and spread.cv == pytest.approx(math.sqrt(1 / 12) / 152.0, rel=1e-9)
 
 
 def test_t_quantile_matches_tables() -> None:
@@ -98,7 +105,7 @@ def test_the_stale_check_tolerance_is_clamped_between_1_5_and_2_percent() -> Non
 def test_the_readme_precision_table_is_what_the_arithmetic_gives() -> None:
     from pathlib import Path
 
-    from pytest_speedrun.tasks import find_suite, load_suite
+    from pytest_speedrun.tasks.manifest import find_suite, load_suite
 
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     rows = noise.precision_rows(load_suite(find_suite("nanogpt")))
