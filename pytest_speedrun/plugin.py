@@ -22,6 +22,7 @@ from pytest_speedrun.errors import MissingInput, SpeedrunError
 from pytest_speedrun.execution.resources import Lease
 from pytest_speedrun.execution.sandbox import probe as probe_sandbox
 from pytest_speedrun.execution.slurm import SlurmConfig, parse_extra
+from pytest_speedrun.judging.status import LOCAL
 from pytest_speedrun.pipeline.item import Execution, ItemResult
 from pytest_speedrun.pipeline.session import SessionInfo, SpeedrunSession, outer_timeout_s
 from pytest_speedrun.results import summary
@@ -107,7 +108,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                   help="suites collected when --speedrun-suite is not given")
     parser.addini("speedrun_agent", default="", help="default --speedrun-agent")
     parser.addini("speedrun_agent_network", type="bool", default=False, help="default --speedrun-agent-network")
-    parser.addini("speedrun_launcher", default="local", help="default --speedrun-launcher")
+    parser.addini("speedrun_launcher", default=LOCAL, help="default --speedrun-launcher")
     for key, what in (("partition", "Slurm partition"), ("account", "Slurm account"), ("qos", "Slurm QOS"),
                       ("gpus_per_node", "GPUs per job (default: the run's nproc on GPU tasks)"),
                       ("cpus_per_task", "CPUs per job"), ("mem_gb", "memory per job, GB"),

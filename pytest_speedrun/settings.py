@@ -13,6 +13,7 @@ from pytest_speedrun.errors import UsageError
 from pytest_speedrun.execution.resources import parse_gpu_list
 from pytest_speedrun.execution.sandbox import KINDS
 from pytest_speedrun.execution.slurm import SlurmConfig
+from pytest_speedrun.judging.status import LAUNCHERS, LOCAL, Launcher
 from pytest_speedrun.tasks.hints import parse_regimes
 
 CACHE_ENV = "PYTEST_SPEEDRUN_CACHE"
@@ -55,7 +56,7 @@ class Settings:
     cumulative: bool = False
     hints_dir: Path | None = None
     smoke: bool = False
-    launcher: str = "local"
+    launcher: Launcher = LOCAL
     slurm: SlurmConfig | None = None
     recheck_after_s: float = 900.0  # a control check of the references on this machine is valid this long
 
@@ -87,7 +88,7 @@ def build_settings(
     agent_timeout_s: float, threads: int | None, python: str | None, data_dir: Path | None,
     allow_suspicious: bool = False, sandbox: str = "none", max_memory: str | None = None, nproc: int | None = None,
     gpus: str | None = None, resume: bool = False, repeats: int = 1, cumulative: bool = False,
-    hints_dir: Path | None = None, smoke: bool = False, launcher: str = "local", slurm: SlurmConfig | None = None,
+    hints_dir: Path | None = None, smoke: bool = False, launcher: str = LOCAL, slurm: SlurmConfig | None = None,
     agent_network: bool = False, recheck_after_s: float = 900.0,
 ) -> Settings:
     """Validate option values; raise UsageError naming the option on the first bad one."""
@@ -108,8 +109,8 @@ def build_settings(
         raise UsageError(f"--speedrun-python={python}: no such interpreter")
     if hints_dir is not None and not hints_dir.is_dir():
         raise UsageError(f"--speedrun-hints-dir={hints_dir}: not a directory; give the folder holding record_N/")
-    if launcher not in ("local", "slurm"):
-        raise UsageError(f"--speedrun-launcher={launcher}: unknown launcher; use local or slurm")
+    if launcher not in LAUNCHERS:
+        raise UsageError(f"--speedrun-launcher={launcher}: unknown launcher; use {' or '.join(LAUNCHERS)}")
     if sandbox not in KINDS:
         raise UsageError(f"--speedrun-sandbox={sandbox}: unknown sandbox; use one of {', '.join(KINDS)}")
     _check_writable("--speedrun-results", results_dir)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_speedrun.judging.integrity import PASSED, SUSPICIOUS, TAMPERED
 from pytest_speedrun.judging.static_rules import static_reasons
+from pytest_speedrun.judging.status import PASSED, SUSPICIOUS, TAMPERED
 from pytest_speedrun.tasks.manifest import find_suite, load_task
 
 pytest_plugins = ["pytester"]

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from pytest_speedrun.execution.sandbox import Sandbox
+from pytest_speedrun.judging.status import PASSED
 from pytest_speedrun.tasks.manifest import Task
 
 
@@ -37,7 +38,7 @@ class NodeResult:
 
     @property
     def valid(self) -> bool:
-        return self.status == "passed"
+        return self.status == PASSED
 
     def to_json(self) -> dict:
         data = asdict(self)

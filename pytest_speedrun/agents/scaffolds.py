@@ -34,6 +34,7 @@ from typing import Any
 from pytest_speedrun.agents.base import AgentContext, NodeResult, Solution
 from pytest_speedrun.agents.edits import EditError, apply_answer
 from pytest_speedrun.errors import AgentError, UsageError
+from pytest_speedrun.judging.status import DEBUG, DRAFT, EDIT_FAILED, IMPROVE, NODE_KINDS
 from pytest_speedrun.results.store import write_atomic
 from pytest_speedrun.tasks.hints import regime_label
 
@@ -47,7 +48,7 @@ class LimitReached(Exception):
 
 # --- prompts ----------------------------------------------------------------------------------------------
 
-TEMPLATES = ("system", "task", "hints", "no_hints", "draft", "improve", "debug", "reflection")
+TEMPLATES = ("system", "task", "hints", "no_hints", *NODE_KINDS, "reflection")  # a template per node kind
 FIELDS = ("target_val_loss", "start_record", "start_time", "val_tokens", "launch", "timeout", "hints", "history",
           "instruction", "step", "script", "parent", "parent_outcome", "reason", "attempt", "limit")
 
@@ -184,7 +185,7 @@ class Search:
 
     def _single(self) -> Solution:
         try:
-            node = self._propose(None, "draft")
+            node = self._propose(None, DRAFT)
         except LimitReached as exc:
             raise AgentError(f"no answer before a cap was reached: {exc}") from None
         if not node.script:
@@ -195,16 +196,16 @@ class Search:
         drafts, branch, p_debug = self.p.shape()
         try:
             for _ in range(min(drafts, self.p.budget)):
-                self._step(None, "draft")
+                self._step(None, DRAFT)
             while len(self.nodes) < self.p.budget:
-                target, note = None, "improve"
+                target, note = None, IMPROVE
                 if p_debug > 0 and self.rng.random() < p_debug:
                     candidates = self.debuggable()
                     if candidates:
-                        target, note = self.rng.choice(candidates), "debug"
-                if note == "improve":
+                        target, note = self.rng.choice(candidates), DEBUG
+                if note == IMPROVE:
                     target = self.best_position()
-                    note = "improve" if target is not None else "draft"
+                    note = IMPROVE if target is not None else DRAFT
                 for _ in range(min(branch, self.p.budget - len(self.nodes))):
                     self._step(target, note)
         except LimitReached as exc:
@@ -240,7 +241,7 @@ class Search:
         """Ask for an edit of the parent's script (the start script for drafts), with reflections on edits that
         do not apply. The node is recorded as soon as it exists, so usage is never lost."""
         base = self.nodes[parent] if parent is not None else None
-        depth = base.depth + 1 if base is not None and note == "debug" else 0
+        depth = base.depth + 1 if base is not None and note == DEBUG else 0
         node = SearchNode(note=note, parent=parent, depth=depth)
         current = base.script if base is not None else self.start
         system = {"role": "system", "content": self.prompts.render("system")}
@@ -357,7 +358,7 @@ class Search:
                 "step": pos + 1, "index": n.index,
                 "parent": self.nodes[n.parent].index if n.parent is not None else None,
                 "parent_step": n.parent + 1 if n.parent is not None else None, "note": n.note,
-                "debug_depth": n.depth, "status": r.status if r else "edit-failed",
+                "debug_depth": n.depth, "status": r.status if r else EDIT_FAILED,
                 "kind": r.kind if r else "", "reasons": list(r.reasons) if r else [n.error],
                 "val_loss": r.val_loss if r else None, "train_time_ms": r.train_time_ms if r else None,
                 "fsr": r.fsr if r else None, "form": n.form, "reflections": n.reflections, "plan": n.plan,

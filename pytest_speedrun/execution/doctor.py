@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_speedrun.errors import DataError, SpeedrunError, UsageError
+from pytest_speedrun.judging.status import LOCAL, SLURM
 from pytest_speedrun.tasks.fetch import cached_path
 from pytest_speedrun.tasks.manifest import Task, available_suites, find_suite, load_suite, tomllib
 from pytest_speedrun.tasks.record_import import is_cached, suite_pins
@@ -438,8 +439,8 @@ def check_sandbox(ctx: Context) -> Check:
 
 
 def check_slurm(ctx: Context) -> Check:
-    launcher = ctx.opts.launcher or _ini_text(ctx.ini, "speedrun_launcher") or "local"
-    if launcher != "slurm":
+    launcher = ctx.opts.launcher or _ini_text(ctx.ini, "speedrun_launcher") or LOCAL
+    if launcher != SLURM:
         return Check("Slurm", OK, f"not configured ({launcher} launcher)")
     problems, facts = [], []
     if importlib.util.find_spec("submitit") is None:

@@ -27,6 +27,7 @@ from pytest_speedrun.judging import integrity
 from pytest_speedrun.judging.integrity import Verdict
 from pytest_speedrun.judging.leaks import leak_reasons
 from pytest_speedrun.judging.static_rules import static_reasons
+from pytest_speedrun.judging.status import INVALID, PASSED
 from pytest_speedrun.results import stats
 from pytest_speedrun.results.scoring import Reference
 from pytest_speedrun.tasks.manifest import Task
@@ -55,7 +56,7 @@ class Checked:
 def run_verdict(task: Task, runs: Sequence) -> tuple[Verdict, float | None]:
     """The first failing run decides; with repeats, validity is the speedrun's rule (one-sided t-test that the
     mean val_loss is below the target, p < 0.01)."""
-    failing = next((ex for ex in runs if not ex.verdict.passed and ex.verdict.status != integrity.INVALID), None)
+    failing = next((ex for ex in runs if not ex.verdict.passed and ex.verdict.status != INVALID), None)
     if failing is not None:
         return failing.verdict, None
     if len(runs) < 2:
@@ -63,8 +64,8 @@ def run_verdict(task: Task, runs: Sequence) -> tuple[Verdict, float | None]:
     losses = [ex.metrics.val_loss for ex in runs if ex.metrics is not None]
     p_value = stats.one_sided_ttest_below(losses, task.target_val_loss)
     if p_value < 0.01:
-        return Verdict(integrity.PASSED), p_value
-    return Verdict(integrity.INVALID, (
+        return Verdict(PASSED), p_value
+    return Verdict(INVALID, (
         f"mean val_loss {statistics.fmean(losses):.4f} over {len(runs)} runs is not below the target "
         f"{task.target_val_loss:.4f} at p < 0.01 (p = {p_value:.3g})",)), p_value
 

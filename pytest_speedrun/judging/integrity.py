@@ -1,8 +1,5 @@
-"""Turn what the harness saw into a `Verdict`: one status from the shared vocabulary plus the reasons.
-
-Statuses (the same words in the summary, JUnit and results.jsonl): passed, invalid, crashed, timeout,
-no-result, tampered, suspicious, skipped, agent-error.
-"""
+"""Turn what the harness saw into a `Verdict`: one status from the shared vocabulary (status.py) plus the
+reasons."""
 
 from __future__ import annotations
 
@@ -10,15 +7,24 @@ from dataclasses import dataclass
 
 from pytest_speedrun.execution.runner import RunOutcome
 from pytest_speedrun.judging.metrics import Metrics
-
-PASSED, INVALID, CRASHED, TIMEOUT, NO_RESULT = "passed", "invalid", "crashed", "timeout", "no-result"
-TAMPERED, SUSPICIOUS, SKIPPED, AGENT_ERROR = "tampered", "suspicious", "skipped", "agent-error"
-STATUSES = (PASSED, INVALID, CRASHED, TIMEOUT, NO_RESULT, TAMPERED, SUSPICIOUS, SKIPPED, AGENT_ERROR)
+from pytest_speedrun.judging.status import (  # noqa: F401 (the statuses, re-exported for judging's callers)
+    AGENT_ERROR,
+    CRASHED,
+    INVALID,
+    NO_RESULT,
+    PASSED,
+    SKIPPED,
+    STATUSES,
+    SUSPICIOUS,
+    TAMPERED,
+    TIMEOUT,
+    Status,
+)
 
 
 @dataclass(frozen=True)
 class Verdict:
-    status: str
+    status: Status
     reasons: tuple[str, ...] = ()
 
     @property

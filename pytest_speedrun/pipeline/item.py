@@ -30,6 +30,7 @@ from pytest_speedrun.execution.sandbox import Sandbox
 from pytest_speedrun.judging import checks, integrity, metrics, timeline
 from pytest_speedrun.judging.integrity import Verdict
 from pytest_speedrun.judging.static_rules import target_text
+from pytest_speedrun.judging.status import AGENT_ERROR, BENCHMARK, INVALID, PASSED, SMOKE, Mode
 from pytest_speedrun.pipeline import replay
 from pytest_speedrun.pipeline.replay import RunMemo, save_outcome
 from pytest_speedrun.results import noise, store
@@ -197,7 +198,7 @@ class ItemResult:
     p_value: float | None = None
     usage: dict = field(default_factory=dict)
     nodes: tuple[dict, ...] = ()  # search nodes (scaffolds), in the order they ran
-    mode: str = "benchmark"  # or "smoke": a few steps of the start script, no val_loss asserted
+    mode: Mode = BENCHMARK  # or SMOKE: a few steps of the start script, no val_loss asserted
     slurm_job_id: str | None = None  # the scored run's Slurm job (--speedrun-launcher=slurm)
     slurm_node: str | None = None
     slurm_reattached: bool = False  # --speedrun-resume found the scored run's job still in Slurm and waited on it
@@ -338,11 +339,11 @@ def run_item(req: ItemRequest) -> ItemResult:
         with _agent_lease(req) as resources:
             solution = req.agent.solve(replace(ctx, resources=resources))
     except AgentError as exc:
-        return _finish(art, ItemResult(**base, status=integrity.AGENT_ERROR, reasons=(str(exc),), finished=_now(),
+        return _finish(art, ItemResult(**base, status=AGENT_ERROR, reasons=(str(exc),), finished=_now(),
                                        nodes=tuple(n.to_json() for n in nodes.results), usage=exc.usage))
     except Exception as exc:  # an agent plugin's bug is that agent's failure, not the harness's
         reason = f"agent {req.agent.name} raised {type(exc).__name__}: {exc}"
-        return _finish(art, ItemResult(**base, status=integrity.AGENT_ERROR, reasons=(reason,), finished=_now(),
+        return _finish(art, ItemResult(**base, status=AGENT_ERROR, reasons=(reason,), finished=_now(),
                                        nodes=tuple(n.to_json() for n in nodes.results)))
     if solution.transcript is not None and not (art / "agent.log").exists():
         store.write_atomic(art / "agent.log", solution.transcript)
@@ -365,7 +366,7 @@ def run_item(req: ItemRequest) -> ItemResult:
         else:
             runs.append(execute_script(script, task, req.settings, _run_seed(req.seed, r), log))
         found += guard.changes()
-        if not runs[-1].verdict.passed and runs[-1].verdict.status != integrity.INVALID:
+        if not runs[-1].verdict.passed and runs[-1].verdict.status != INVALID:
             break  # a crash, timeout or missing result decides the item; more runs would not change it
     # The oracle necessarily hands over the target script; every other agent is untrusted.
     checked = checks.check(task, req.reference, runs, start_text=start_text, solution_text=solution.script,
@@ -428,7 +429,7 @@ def agent_error_result(task: Task, agent: Agent, regime: tuple[int, ...], seed: 
     agent_config = getattr(agent, "config", {}) or {}
     result = ItemResult(
         task=task.id, suite=task.suite, agent=agent.name, hints=regime_label(regime), seed=seed,
-        status=integrity.AGENT_ERROR, reasons=(reason,), target_val_loss=task.target_val_loss,
+        status=AGENT_ERROR, reasons=(reason,), target_val_loss=task.target_val_loss,
         t_start_ms=task.start.train_time_ms, t_target_ms=task.target.train_time_ms, reference_source="manifest",
         artifact_dir=str(art), config_key=key, model=str(agent_config.get("model", "")),
         scaffold=str(agent_config.get("scaffold", "")), start_source=start_source or f"record {task.start.record}",
@@ -450,18 +451,18 @@ def run_smoke(task: Task, settings: RunSettings, art: Path, seed: int = 0) -> It
     started = _now()
     ex = execute_script(script, task, settings, seed, art / "run.log")
     status, reasons = ex.verdict.status, ex.verdict.reasons
-    if status == integrity.INVALID:  # the loss after a few steps is meaningless: only the run is checked
-        status, reasons = integrity.PASSED, ()
+    if status == INVALID:  # the loss after a few steps is meaningless: only the run is checked
+        status, reasons = PASSED, ()
     m = ex.metrics
     result = ItemResult(
-        task=task.id, suite=task.suite, agent="smoke", hints="0", seed=seed, status=status,
+        task=task.id, suite=task.suite, agent=SMOKE, hints="0", seed=seed, status=status,
         reasons=reasons + (f"smoke: {SMOKE_STEPS} steps on generated shards; val_loss not judged",),
         target_val_loss=task.target_val_loss, t_start_ms=task.start.train_time_ms,
         t_target_ms=task.target.train_time_ms, reference_source="manifest", artifact_dir=str(art),
         start_source=f"record {task.start.record}", log_path=str(ex.outcome.log_path),
         val_loss=m.val_loss if m else None, train_time_ms=m.train_time_ms if m else None,
         step=m.step if m else None, steps=m.steps if m else None, wall_s=round(ex.outcome.wall_s, 3),
-        mode="smoke", started=started, finished=_now(),
+        mode=SMOKE, started=started, finished=_now(),
     )
     return _finish(art, result)
 

@@ -26,6 +26,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 
 from pytest_speedrun.execution.runner import RunOutcome
+from pytest_speedrun.judging.status import AGENT_ERROR
 
 ITEM_MARKER = "item.json"
 OUTCOME = "run.outcome.json"
@@ -45,7 +46,7 @@ def find_interrupted(results_dir: Path, config_key: str) -> Path | None:
         try:
             data = json.loads(marker.read_text())
             result = marker.parent / "result.json"
-            unfinished = not result.exists() or json.loads(result.read_text()).get("status") == "agent-error"
+            unfinished = not result.exists() or json.loads(result.read_text()).get("status") == AGENT_ERROR
         except (OSError, ValueError):
             continue
         if data.get("config_key") == config_key and unfinished:

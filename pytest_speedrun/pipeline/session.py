@@ -31,7 +31,7 @@ from pytest_speedrun.execution.runner import run as runner_run
 from pytest_speedrun.execution.sandbox import probe as probe_sandbox
 from pytest_speedrun.execution.slurm import SlurmConfig, SlurmLauncher
 from pytest_speedrun.execution.slurm_ledger import JobLedger
-from pytest_speedrun.judging.integrity import PASSED
+from pytest_speedrun.judging.status import PASSED, SLURM
 from pytest_speedrun.pipeline.calibrate import Calibrator
 from pytest_speedrun.pipeline.item import (
     SCRIPT_NAME,
@@ -91,7 +91,7 @@ class SpeedrunSession:
 
     def launcher(self):
         """How training commands run: a local subprocess, or a Slurm job (created once per process)."""
-        if self.settings.launcher != "slurm":
+        if self.settings.launcher != SLURM:
             return runner_run
         if self._slurm is None:
             config = self.settings.slurm or SlurmConfig()
@@ -111,7 +111,7 @@ class SpeedrunSession:
         if supported and nproc not in supported:
             raise MissingInput(f"task {task.id} supports {', '.join(map(str, supported))} GPU(s), not {nproc} "
                                "(--speedrun-nproc); its semantics are never changed to fit")
-        local_gpus = bool(self.info.gpus) and self.settings.launcher != "slurm"
+        local_gpus = bool(self.info.gpus) and self.settings.launcher != SLURM
         gpus = nproc if supported or local_gpus else 0
         return gpus, self.needs_cores()
 
@@ -129,7 +129,7 @@ class SpeedrunSession:
     def run_settings(self, task: Task, who: str, on_wait=None, dataset: Dataset | None = None,
                      progress=None) -> RunSettings:
         gpus, cores = self.needs(task)
-        slurm = self.settings.launcher == "slurm"  # the job gets its GPUs and cores from Slurm, not from here
+        slurm = self.settings.launcher == SLURM  # the job gets its GPUs and cores from Slurm, not from here
         if not slurm and gpus > len(self.info.gpus):
             raise MissingInput(f"task {task.id} needs {gpus} GPU(s), this machine offers {len(self.info.gpus)}"
                                + (f" (torch timed: {task.launch.torch_version_timed})"
@@ -150,7 +150,7 @@ class SpeedrunSession:
     def _slurm_placement(self, gpus: int) -> dict[str, str]:
         """The kind of Slurm job runs go to (what decides their speed), for the calibration fingerprint."""
         c = self.settings.slurm or SlurmConfig()
-        return {"launcher": "slurm", "partition": c.partition or "", "qos": c.qos or "",
+        return {"launcher": SLURM, "partition": c.partition or "", "qos": c.qos or "",
                 "gpus": str(c.gpus_per_node if c.gpus_per_node is not None else gpus),
                 "cpus": str(c.cpus_per_task or ""), "extra": json.dumps(sorted(c.extra.items())),
                 "setup": json.dumps(list(c.setup))}

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_speedrun.errors import SpeedrunError
+from pytest_speedrun.judging.status import PASSED
 from pytest_speedrun.results.stats import (
     ConfigAggregate,
     aggregate,
@@ -110,7 +111,7 @@ def _pm(mean: float, std: float) -> str:
 
 def _statuses(counts: Sequence[tuple[str, int]]) -> str:
     # passed first, then the failure kinds alphabetically
-    ordered = sorted(counts, key=lambda c: (c[0] != "passed", c[0]))
+    ordered = sorted(counts, key=lambda c: (c[0] != PASSED, c[0]))
     return ", ".join(f"{n} {status}" for status, n in ordered)
 
 
@@ -128,7 +129,7 @@ def _blocks(records: Sequence[Mapping[str, Any]], plots: Mapping[str, Path] | No
 
     blocks.append(_Heading(2, "Configurations"))
     blocks.append(_Table(
-        ("configuration", "agent", "model", "scaffold", "hints", "items", "passed", "score (mean FSR ± std)",
+        ("configuration", "agent", "model", "scaffold", "hints", "items", PASSED, "score (mean FSR ± std)",
          "IQM [95% CI]"),
         tuple((a.label, a.agent, a.model or "-", a.scaffold or "-", a.hints, str(a.items), str(a.passed),
                _pm(a.score, a.score_std), f"{a.iqm:.3f} [{a.iqm_ci[0]:.3f}, {a.iqm_ci[1]:.3f}]") for a in aggs)))

@@ -18,13 +18,13 @@ from typing import Any
 
 from pytest_speedrun.errors import SpeedrunError
 from pytest_speedrun.files import PACKAGE_DIR
+from pytest_speedrun.judging.status import PASSED
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
-PASSED = "passed"
 DEFAULT_PAPER_TABLE = PACKAGE_DIR / "reference" / "paper_results.toml"
 
 

@@ -22,6 +22,8 @@ import secrets
 import time
 from pathlib import Path
 
+from pytest_speedrun.judging.status import RETRYABLE
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.+=-]+")
 
 
@@ -73,15 +75,13 @@ def read_records(root: Path) -> list[dict]:
     return records
 
 
-# Statuses that say nothing about the solution (the agent's API failed, the item could not run): not final.
-_RETRYABLE = {"agent-error", "skipped"}
 
 
 def find_completed(root: Path, config_key: str) -> dict | None:
     """The latest completed record with this config key, for --speedrun-resume (None if there is none)."""
     found = None
     for record in read_records(root):
-        if record.get("config_key") == config_key and record.get("status") not in _RETRYABLE \
+        if record.get("config_key") == config_key and record.get("status") not in RETRYABLE \
                 and not record.get("resumed"):
             found = record
     return found

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_speedrun.execution.runner import tail
-from pytest_speedrun.judging.integrity import AGENT_ERROR, PASSED
+from pytest_speedrun.judging.status import AGENT_ERROR, PASSED, SMOKE
 from pytest_speedrun.pipeline.item import ItemResult
 from pytest_speedrun.results import stats
 
@@ -97,7 +97,7 @@ def aggregate_lines(rows: list[dict[str, Any]]) -> list[str]:
 
 def suite_properties(rows: list[dict[str, Any]]) -> list[tuple[str, Any]]:
     """Session-level figures for the JUnit <testsuite> properties (written by the controller)."""
-    rows = [r for r in rows if r.get("mode") != "smoke"]
+    rows = [r for r in rows if r.get("mode") != SMOKE]
     props: list[tuple[str, Any]] = [("speedrun_items", len(rows)),
                                     ("speedrun_passed", sum(r["status"] == PASSED for r in rows))]
     for agg in stats.aggregate([record_of_row(r) for r in rows]):
@@ -135,7 +135,7 @@ def summary_lines(rows: list[dict[str, Any]]) -> list[str]:
     body = [
         (r["nodeid"].rsplit("/", 1)[-1].rsplit("::", 1)[-1],
          r["status"] + (" (resumed)" if r.get("resumed") in (True, "True", "true") else "")
-         + (" (smoke)" if r.get("mode") == "smoke" else ""), _num(r["val_loss"], ".4f"),
+         + (" (smoke)" if r.get("mode") == SMOKE else ""), _num(r["val_loss"], ".4f"),
          _num(r["train_time_ms"], ".0f"), _num(r["t_start_ms"], ".0f"), _num(r["t_target_ms"], ".0f"),
          _num(r["speedup"], ".3f"), fsr_cell(r["fsr"], r.get("fsr_low"), r.get("fsr_high")))
         + ((f"{r.get('slurm_job_id') or '-'}@{r.get('slurm_node') or '-'}"
@@ -144,11 +144,11 @@ def summary_lines(rows: list[dict[str, Any]]) -> list[str]:
     ]
     widths = [max(len(str(x)) for x in col) for col in zip(header, *body)]
     out = ["  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip() for line in [header, *body]]
-    smoke = [r for r in rows if r.get("mode") == "smoke"]
+    smoke = [r for r in rows if r.get("mode") == SMOKE]
     if smoke:
         out.append(f"smoke: {sum(r['status'] == PASSED for r in smoke)}/{len(smoke)} start script(s) ran and "
                    "reported a validation line (val_loss not judged)")
-    rows = [r for r in rows if r.get("mode") != "smoke"]
+    rows = [r for r in rows if r.get("mode") != SMOKE]
     if not rows:
         return out
     fsrs = [float(r["fsr"]) if r["status"] == PASSED and r["fsr"] != "" else 0.0 for r in rows]
