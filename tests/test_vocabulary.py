@@ -13,7 +13,9 @@ WORDS = {*status.STATUSES, status.EDIT_FAILED, *status.NODE_KINDS, status.BENCHM
          *status.LAUNCHERS}
 # (file, word): literals that are not the vocabulary's word
 HOMONYMS = {
-    ("plugin.py", "timeout"),  # pytest-timeout's option and ini key
+    ("items.py", "timeout"),  # pytest-timeout's option, ini key and plugin name
+    ("options.py", "timeout"),  # --speedrun-timeout
+    ("options.py", "smoke"),  # --speedrun-smoke
     ("agents/scaffolds.py", "timeout"),  # a prompt template field
     ("agents/llm.py", "local"),  # the LLM endpoint preset for a local server
     ("execution/__init__.py", "slurm"),  # the submodule's name

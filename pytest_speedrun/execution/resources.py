@@ -143,7 +143,6 @@ class LeasePool:
     gpus: list[str]
     cores: list[int]
     poll_s: float = 0.2
-    on_wait: Callable[[str], None] | None = None
     _held: list[Lease] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -209,8 +208,10 @@ class LeasePool:
             self.release(lease)
 
     @contextmanager
-    def lease(self, n_gpus: int, n_cores: int, who: str = "") -> Iterator[Lease]:
-        """Block until `n_gpus` GPUs and `n_cores` cores are free together; release them afterwards."""
+    def lease(self, n_gpus: int, n_cores: int, who: str = "",
+              on_wait: Callable[[str], None] | None = None) -> Iterator[Lease]:
+        """Block until `n_gpus` GPUs and `n_cores` cores are free together; release them afterwards. `on_wait`
+        hears once, in a line, that this lease waits (the item that asked for it reports it)."""
         if n_gpus > len(self.gpus):
             raise MissingInput(f"needs {n_gpus} GPU(s), this machine offers {len(self.gpus)} "
                                f"({', '.join(self.gpus) or 'none'}); use a node with more GPUs or --speedrun-nproc")
@@ -219,8 +220,8 @@ class LeasePool:
         lease = self.try_acquire(n_gpus, n_cores)
         waited = False
         while lease is None:
-            if not waited and self.on_wait is not None:
-                self.on_wait(f"{who} waiting for {n_gpus} GPU(s) and {n_cores} core(s)")
+            if not waited and on_wait is not None:
+                on_wait(f"{who} waiting for {n_gpus} GPU(s) and {n_cores} core(s)")
             waited = True
             time.sleep(self.poll_s)
             lease = self.try_acquire(n_gpus, n_cores)

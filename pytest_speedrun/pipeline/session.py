@@ -134,13 +134,12 @@ class SpeedrunSession:
             raise MissingInput(f"task {task.id} needs {gpus} GPU(s), this machine offers {len(self.info.gpus)}"
                                + (f" (torch timed: {task.launch.torch_version_timed})"
                                   if task.launch.torch_version_timed else ""))
-        self.pool.on_wait = on_wait
         s = self.settings
         return RunSettings(
             dataset=dataset or self.dataset(task), threads=cores, python=s.python, timeout_s=s.timeout_s, nproc=s.nproc,
             sandbox=probe_sandbox(s.sandbox).configured(session_answer_holders(s), s.agent_network),
             max_memory_bytes=s.max_memory_bytes,
-            lease=no_lease if slurm else (lambda: self.pool.lease(gpus, cores, who=who)),
+            lease=no_lease if slurm else (lambda: self.pool.lease(gpus, cores, who=who, on_wait=on_wait)),
             compile_cache=s.cache_dir / "compile", session_id=self.info.session_id, progress=progress,
             store=store_id(s.results_dir), owner=self.info.owner,
             launch=self.launcher(), gpus=gpus if slurm else None,
