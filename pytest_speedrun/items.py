@@ -16,9 +16,9 @@ import pytest
 
 from pytest_speedrun.agents.registry import available_agents
 from pytest_speedrun.errors import MissingInput, SpeedrunError
-from pytest_speedrun.pipeline.item import ItemResult
 from pytest_speedrun.pipeline.session import SpeedrunSession, outer_timeout_s
 from pytest_speedrun.results import summary
+from pytest_speedrun.results.record import ItemResult
 from pytest_speedrun.settings import Settings
 from pytest_speedrun.tasks.hints import regime_label
 from pytest_speedrun.tasks.manifest import Task, load_task

@@ -172,17 +172,26 @@ def speedrun_run(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[...
 # --- reporting --------------------------------------------------------------------------------------------
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
+    """The item's result record rides on its call report: xdist serialises it to the controller as it is."""
+    report = yield
+    if call.when == "call" and isinstance(item, SpeedrunItem) and item.result is not None:
+        report.speedrun_record = item.result.to_json()
+    return report
+
+
 class RowCollector:
-    """Collects the speedrun rows of every item report. On the controller under xdist these are the reports
+    """Collects the result record of every item report. On the controller under xdist these are the reports
     the workers sent, so the summary is written once, by the controller."""
 
     def __init__(self, rows: list[dict[str, Any]]) -> None:
         self.rows = rows
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        row = dict(report.user_properties)
-        if report.when == "call" and "speedrun_task" in row:
-            self.rows.append(dict(row, nodeid=report.nodeid))
+        record = getattr(report, "speedrun_record", None)
+        if report.when == "call" and isinstance(record, dict):
+            self.rows.append(dict(record, nodeid=report.nodeid))
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -8,13 +8,13 @@ import pytest
 
 from pytest_speedrun.results.report import (
     PLOTS_SKIPPED,
-    ResultsFormatError,
     load_records,
     make_plots,
     render_html,
     render_markdown,
     write_report,
 )
+from pytest_speedrun.results.store import ResultsFormatError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 T_START, T_TARGET = 10_000.0, 6_000.0

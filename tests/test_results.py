@@ -23,8 +23,6 @@ from pytest_speedrun.tasks.manifest import load_task
 pytest_plugins = ["pytester"]
 
 
-
-
 def _records(pytester: pytest.Pytester) -> list[dict]:
     return results.read_records(pytester.path / ".speedrun")
 
@@ -86,6 +84,39 @@ def test_repeats_fail_when_the_mean_loss_is_not_significantly_below_target(run) 
     result = run(f"--speedrun-agent={sed}", "--speedrun-repeats=2", "-k", "mini02")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*status invalid: mean val_loss * over 2 runs is not below the target 2.0000*"])
+
+
+def test_the_record_crosses_xdist_as_a_record(run, pytester: pytest.Pytester) -> None:
+    """The controller receives each worker's result record with its types (numbers, booleans, lists), not the
+    strings of the JUnit properties."""
+    pytester.makeconftest("""
+import json, os
+
+def pytest_runtest_logreport(report):
+    record = getattr(report, "speedrun_record", None)
+    if record is not None and "PYTEST_XDIST_WORKER" not in os.environ:  # on the controller only
+        with open("crossed.jsonl", "a") as f:
+            f.write(json.dumps({k: type(record[k]).__name__ for k in ("fsr", "seed", "resumed", "reasons",
+                                                                       "train_times_ms")}) + "\\n")
+""")
+    run("--speedrun-agent=oracle", "-n", "2", subprocess=True).assert_outcomes(passed=2)
+    crossed = [json.loads(line) for line in (pytester.path / "crossed.jsonl").read_text().splitlines()]
+    assert len(crossed) == 2
+    assert all(c["fsr"] == "float" and c["seed"] == "int" and c["resumed"] == "bool" for c in crossed), crossed
+    assert all(c["reasons"] in ("list", "tuple") and c["train_times_ms"] in ("list", "tuple") for c in crossed)
+
+
+def test_the_one_reader_skips_a_torn_last_line_and_names_any_other_bad_line(tmp_path: Path) -> None:
+    good = {"task": "t", "agent": "a", "hints": "0", "seed": 0, "status": "passed"}
+    store = tmp_path / "s"
+    results.append_record(store, good)
+    with open(store / "results.jsonl", "a", encoding="utf-8") as f:
+        f.write('{"task": "t", "age')  # a crash mid-write: no newline
+    assert results.read_records(store) == [good]
+    (store / "results.jsonl").write_text('{"task": "t", "age\n' + json.dumps(good) + "\n", encoding="utf-8")
+    with pytest.raises(results.ResultsFormatError, match=r"results\.jsonl:1: invalid JSON.*remove or repair"):
+        results.read_records(store)
+    assert results.read_records(tmp_path / "none", missing_ok=True) == []
 
 
 def test_summary_and_junit_carry_session_aggregates_under_xdist(run, pytester: pytest.Pytester) -> None:

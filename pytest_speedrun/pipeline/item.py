@@ -11,10 +11,9 @@ import json
 import shutil
 import statistics
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pytest_speedrun import __version__
@@ -30,10 +29,11 @@ from pytest_speedrun.execution.sandbox import Sandbox
 from pytest_speedrun.judging import checks, integrity, metrics, timeline
 from pytest_speedrun.judging.integrity import Verdict
 from pytest_speedrun.judging.static_rules import target_text
-from pytest_speedrun.judging.status import AGENT_ERROR, BENCHMARK, INVALID, PASSED, SMOKE, Mode
+from pytest_speedrun.judging.status import AGENT_ERROR, INVALID, PASSED, SMOKE
 from pytest_speedrun.pipeline import replay
 from pytest_speedrun.pipeline.replay import RunMemo, save_outcome
-from pytest_speedrun.results import noise, store
+from pytest_speedrun.results import noise, record, store
+from pytest_speedrun.results.record import ItemResult
 from pytest_speedrun.results.scoring import Reference, Score, score
 from pytest_speedrun.tasks.hints import hint_text, regime_label
 from pytest_speedrun.tasks.manifest import Task
@@ -156,68 +156,6 @@ class ItemRequest:
     resume_from: Path | None = None  # an interrupted attempt's artifacts: its finished runs and LLM answers
 
 
-@dataclass(frozen=True)
-class ItemResult:
-    task: str
-    suite: str
-    agent: str
-    hints: str
-    seed: int
-    status: str
-    reasons: tuple[str, ...]
-    target_val_loss: float
-    t_start_ms: float
-    t_target_ms: float
-    reference_source: str
-    artifact_dir: str
-    config_key: str = ""
-    model: str = ""
-    scaffold: str = ""
-    start_source: str = ""
-    log_path: str | None = None
-    val_loss: float | None = None
-    train_time_ms: float | None = None
-    train_time_std_ms: float | None = None
-    step: int | None = None
-    steps: int | None = None
-    wall_s: float | None = None
-    speedup: float | None = None
-    fsr: float | None = None
-    fsr_low: float | None = None  # the 95% interval of the FSR (noise.fsr_interval)
-    fsr_high: float | None = None
-    noise: str = ""  # the run-to-run spread the interval rests on, e.g. "0.85% run-to-run CV (measured, 6 ...)"
-    reference_state: str = ""  # fresh | re-checked | re-measured | cached | manifest (calibrate.py)
-    train_time_observed_ms: float | None = None  # the harness's own clock (timeline.py), mean over the runs
-    train_times_observed_ms: tuple[float, ...] = ()  # per run, with repeats
-    disturbed: str = ""  # why the machine may have slowed the scored runs ("" if it did not)
-    queued_s: float = 0.0  # how long the runs waited for their cores/GPUs (other runs held them)
-    note: str = ""  # one summary line when the interval is wider than ±0.2 (noise.advice)
-    repeats: int = 1
-    val_losses: tuple[float, ...] = ()
-    train_times_ms: tuple[float, ...] = ()
-    p_value: float | None = None
-    usage: dict = field(default_factory=dict)
-    nodes: tuple[dict, ...] = ()  # search nodes (scaffolds), in the order they ran
-    mode: Mode = BENCHMARK  # or SMOKE: a few steps of the start script, no val_loss asserted
-    slurm_job_id: str | None = None  # the scored run's Slurm job (--speedrun-launcher=slurm)
-    slurm_node: str | None = None
-    slurm_reattached: bool = False  # --speedrun-resume found the scored run's job still in Slurm and waited on it
-    resumed_from: str = ""  # the interrupted attempt this one continued (its runs and LLM answers were reused)
-    resumed: bool = False
-    harness_version: str = __version__
-    started: str = ""
-    finished: str = ""
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
-
-
-
-
 def config_key(task: Task, agent: Agent, regime: tuple[int, ...], seed: int, repeats: int = 1,
                start_script: Path | None = None) -> str:
     """What makes two items the same experiment (the resume key): task, suite, agent and its configuration
@@ -320,7 +258,7 @@ def run_item(req: ItemRequest) -> ItemResult:
     base = dict(task=task.id, suite=task.suite, agent=req.agent.name, hints=regime_label(req.regime), seed=req.seed,
                 target_val_loss=task.target_val_loss, t_start_ms=req.reference.t_start_ms,
                 t_target_ms=req.reference.t_target_ms, reference_source=req.reference.source,
-                artifact_dir=str(art), started=_now(),
+                artifact_dir=str(art), started=record.now(),
                 config_key=config_key(task, req.agent, req.regime, req.seed, req.repeats, req.start_script),
                 model=str(agent_config.get("model", "")), scaffold=str(agent_config.get("scaffold", "")),
                 start_source=req.start_source or f"record {task.start.record}", repeats=req.repeats)
@@ -339,11 +277,11 @@ def run_item(req: ItemRequest) -> ItemResult:
         with _agent_lease(req) as resources:
             solution = req.agent.solve(replace(ctx, resources=resources))
     except AgentError as exc:
-        return _finish(art, ItemResult(**base, status=AGENT_ERROR, reasons=(str(exc),), finished=_now(),
+        return record.write(art, ItemResult(**base, status=AGENT_ERROR, reasons=(str(exc),), finished=record.now(),
                                        nodes=tuple(n.to_json() for n in nodes.results), usage=exc.usage))
     except Exception as exc:  # an agent plugin's bug is that agent's failure, not the harness's
         reason = f"agent {req.agent.name} raised {type(exc).__name__}: {exc}"
-        return _finish(art, ItemResult(**base, status=AGENT_ERROR, reasons=(reason,), finished=_now(),
+        return record.write(art, ItemResult(**base, status=AGENT_ERROR, reasons=(reason,), finished=record.now(),
                                        nodes=tuple(n.to_json() for n in nodes.results)))
     if solution.transcript is not None and not (art / "agent.log").exists():
         store.write_atomic(art / "agent.log", solution.transcript)
@@ -375,7 +313,7 @@ def run_item(req: ItemRequest) -> ItemResult:
                            regime=req.regime, script_name=SCRIPT_NAME, extra_tampered=found,
                            allow_suspicious=req.allow_suspicious)
     result = _result(req, base, runs, checked, solution.usage)
-    return _finish(art, replace(result, nodes=tuple(n.to_json() for n in nodes.results)))
+    return record.write(art, replace(result, nodes=tuple(n.to_json() for n in nodes.results)))
 
 
 def _result(req: ItemRequest, base: dict, runs: list[Execution], checked: checks.Checked,
@@ -418,7 +356,7 @@ def _result(req: ItemRequest, base: dict, runs: list[Execution], checked: checks
         train_time_observed_ms=statistics.fmean(observed) if observed else None,
         train_times_observed_ms=tuple(observed) if len(runs) > 1 else (), disturbed=disturbed,
         queued_s=round(sum(ex.queued_s for ex in runs), 3), note=note, val_losses=losses if len(runs) > 1 else (),
-        train_times_ms=times if len(runs) > 1 else (), p_value=p_value, usage=dict(usage), finished=_now(),
+        train_times_ms=times if len(runs) > 1 else (), p_value=p_value, usage=dict(usage), finished=record.now(),
         slurm_job_id=first.outcome.job_id, slurm_node=first.outcome.node, slurm_reattached=first.outcome.reattached,
     )
 
@@ -433,9 +371,9 @@ def agent_error_result(task: Task, agent: Agent, regime: tuple[int, ...], seed: 
         t_start_ms=task.start.train_time_ms, t_target_ms=task.target.train_time_ms, reference_source="manifest",
         artifact_dir=str(art), config_key=key, model=str(agent_config.get("model", "")),
         scaffold=str(agent_config.get("scaffold", "")), start_source=start_source or f"record {task.start.record}",
-        started=_now(), finished=_now(),
+        started=record.now(), finished=record.now(),
     )
-    return _finish(art, result)
+    return record.write(art, result)
 
 
 def run_smoke(task: Task, settings: RunSettings, art: Path, seed: int = 0) -> ItemResult:
@@ -448,7 +386,7 @@ def run_smoke(task: Task, settings: RunSettings, art: Path, seed: int = 0) -> It
     work.mkdir(parents=True)
     script = work / SCRIPT_NAME
     script.write_text(shorten(task.start.script.path.read_text(encoding="utf-8")), encoding="utf-8")
-    started = _now()
+    started = record.now()
     ex = execute_script(script, task, settings, seed, art / "run.log")
     status, reasons = ex.verdict.status, ex.verdict.reasons
     if status == INVALID:  # the loss after a few steps is meaningless: only the run is checked
@@ -462,20 +400,6 @@ def run_smoke(task: Task, settings: RunSettings, art: Path, seed: int = 0) -> It
         start_source=f"record {task.start.record}", log_path=str(ex.outcome.log_path),
         val_loss=m.val_loss if m else None, train_time_ms=m.train_time_ms if m else None,
         step=m.step if m else None, steps=m.steps if m else None, wall_s=round(ex.outcome.wall_s, 3),
-        mode=SMOKE, started=started, finished=_now(),
+        mode=SMOKE, started=started, finished=record.now(),
     )
-    return _finish(art, result)
-
-
-def result_from_record(record: dict, **changes: object) -> ItemResult:
-    """An ItemResult from a results.jsonl record (keys a newer harness added are ignored)."""
-    known = {f.name for f in fields(ItemResult)}
-    data = {k: (tuple(v) if isinstance(v, list) else v) for k, v in record.items() if k in known}
-    return replace(ItemResult(**data), **changes)
-
-
-def _finish(art: Path, result: ItemResult) -> ItemResult:
-    record = result.to_json()
-    store.write_atomic(art / "result.json", json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
-    store.append_record(art.parent.parent, record)
-    return result
+    return record.write(art, result)

@@ -37,17 +37,16 @@ from pytest_speedrun.pipeline.item import (
     SCRIPT_NAME,
     Execution,
     ItemRequest,
-    ItemResult,
     RunSettings,
     agent_error_result,
     config_key,
     execute_script,
-    result_from_record,
     run_item,
     run_smoke,
 )
 from pytest_speedrun.pipeline.replay import find_interrupted
 from pytest_speedrun.pipeline.smoke import smoke_dataset, smoke_task
+from pytest_speedrun.results.record import ItemResult
 from pytest_speedrun.results.store import append_record, find_completed, item_dir, new_session_id
 from pytest_speedrun.settings import Settings, default_data_dir
 from pytest_speedrun.tasks.fetch import resolve_task
@@ -169,7 +168,7 @@ class SpeedrunSession:
         if s.resume:
             record = find_completed(s.results_dir, key)
             if record is not None:  # reported (and noted in the store) as resumed, not run again
-                result = result_from_record(record, resumed=True)
+                result = ItemResult.from_json(record, resumed=True)
                 append_record(s.results_dir, result.to_json())
                 return result
             interrupted = find_interrupted(s.results_dir, key)  # its finished runs and LLM answers are reused

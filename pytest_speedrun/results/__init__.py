@@ -5,6 +5,7 @@ and JUnit properties (summary), and what `pytest-speedrun report` writes (report
 from pytest_speedrun.files import lazy_exports
 
 __all__ = [
+    "ItemResult",
     "ConfigAggregate",
     "Reference",
     "Score",
@@ -26,6 +27,7 @@ __all__ = [
 ]
 
 __getattr__ = lazy_exports(__name__, {
+    "ItemResult": "record",
     "ConfigAggregate": "stats",
     "Reference": "scoring",
     "Score": "scoring",

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_speedrun.errors import SpeedrunError
 from pytest_speedrun.judging.status import PASSED
 from pytest_speedrun.results.stats import (
     ConfigAggregate,
@@ -24,9 +22,8 @@ from pytest_speedrun.results.stats import (
     latest_records,
     paper_comparison,
 )
+from pytest_speedrun.results.store import read_records
 
-RESULTS_FILE = "results.jsonl"
-REQUIRED_KEYS = ("task", "agent", "hints", "seed", "status")
 # Known node kinds first in the node plot, in fixed colours; other kinds follow, sorted, in matplotlib's cycle.
 NODE_COLOURS = {"improved": "tab:green", "unimproved": "tab:gray", "buggy": "tab:red"}
 PLOTS_SKIPPED = "plots skipped: matplotlib not installed"
@@ -37,43 +34,13 @@ PLOT_TITLES = {
 }
 
 
-class ResultsFormatError(SpeedrunError, ValueError):
-    """A results store is missing or holds a line that is not a result record."""
-
-
-# ------------------------------------------------------------------------------------------------------ loading
-
-
-def _results_file(path: Path) -> Path:
-    file = path / RESULTS_FILE if path.is_dir() else path
-    if not file.is_file():
-        where = f"{path} holds no {RESULTS_FILE}" if path.is_dir() else f"{path}: no such results file or store"
-        raise ResultsFormatError(where)
-    return file
-
-
 def load_records(paths: Iterable[str | Path]) -> list[dict]:
     """All records of the given stores, in order. Each path is a store directory or a results.jsonl file.
 
-    Raises ResultsFormatError naming the file (and line) when a store is missing or a line is not a record.
+    Raises ResultsFormatError naming the file (and line) when a store is missing or a line is not a record
+    (store.read_records decides what a bad line is).
     """
-    records: list[dict] = []
-    for path in paths:
-        file = _results_file(Path(path))
-        for lineno, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ResultsFormatError(f"{file}:{lineno}: invalid JSON: {exc.msg} (column {exc.colno})") from None
-            if not isinstance(rec, dict):
-                raise ResultsFormatError(f"{file}:{lineno}: expected a JSON object, got {type(rec).__name__}")
-            missing = [k for k in REQUIRED_KEYS if k not in rec]
-            if missing:
-                raise ResultsFormatError(f"{file}:{lineno}: result record lacks {', '.join(missing)}")
-            records.append(rec)
-    return records
+    return [rec for path in paths for rec in read_records(Path(path))]
 
 
 # ------------------------------------------------------------------------------------------------ the document

@@ -22,6 +22,7 @@ import secrets
 import time
 from pathlib import Path
 
+from pytest_speedrun.errors import SpeedrunError
 from pytest_speedrun.judging.status import RETRYABLE
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.+=-]+")
@@ -61,26 +62,59 @@ def append_record(root: Path, record: dict) -> None:
         os.close(fd)
 
 
-def read_records(root: Path) -> list[dict]:
-    """Every record of a store; a line cut short by a crash mid-write is skipped, never fatal."""
-    path = root / "results.jsonl"
-    if not path.exists():
-        return []
+RESULTS_FILE = "results.jsonl"
+REQUIRED_KEYS = ("task", "agent", "hints", "seed", "status")
+
+
+class ResultsFormatError(SpeedrunError, ValueError):
+    """A results store is missing or holds a line that is not a result record."""
+
+
+def results_file(path: Path) -> Path:
+    """The results.jsonl of a store directory, or `path` itself when it is the file."""
+    return path / RESULTS_FILE if path.is_dir() or not path.suffix else path
+
+
+def read_records(path: Path, *, missing_ok: bool = False) -> list[dict]:
+    """Every record of a store (a store directory or its results.jsonl), in order: the one reader.
+
+    A last line without its newline that does not parse is a write cut short by a crash: skipped, since every
+    record before it is whole. Any other line that is not a record raises ResultsFormatError naming the file
+    and line, so that a damaged store is never silently read as a smaller one. A missing store is an error,
+    or no records with `missing_ok` (a session before its first result)."""
+    file = results_file(path)
+    if not file.is_file():
+        if missing_ok:
+            return []
+        raise ResultsFormatError(f"{path} holds no {RESULTS_FILE}" if path.is_dir()
+                                 else f"{path}: no such results file or store")
+    text = file.read_text(encoding="utf-8")
+    lines = text.split("\n")
+    torn = len(lines) - 1 if lines[-1] else None  # the last line lacks its newline: maybe cut short
     records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(json.loads(line))
-        except ValueError:
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
             continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            if lineno - 1 == torn:
+                continue
+            raise ResultsFormatError(f"{file}:{lineno}: invalid JSON: {exc.msg} (column {exc.colno}); remove or "
+                                     "repair that line") from None
+        if not isinstance(rec, dict):
+            raise ResultsFormatError(f"{file}:{lineno}: expected a JSON object, got {type(rec).__name__}")
+        missing = [k for k in REQUIRED_KEYS if k not in rec]
+        if missing:
+            raise ResultsFormatError(f"{file}:{lineno}: result record lacks {', '.join(missing)}")
+        records.append(rec)
     return records
-
-
 
 
 def find_completed(root: Path, config_key: str) -> dict | None:
     """The latest completed record with this config key, for --speedrun-resume (None if there is none)."""
     found = None
-    for record in read_records(root):
+    for record in read_records(root, missing_ok=True):
         if record.get("config_key") == config_key and record.get("status") not in RETRYABLE \
                 and not record.get("resumed"):
             found = record

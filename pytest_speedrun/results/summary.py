@@ -1,4 +1,7 @@
-"""What an item result looks like to people and CI: JUnit properties, failure messages, the summary table."""
+"""What an item result looks like to people and CI: JUnit properties, failure messages, the summary table.
+
+The summary works on result records (record.ItemResult.to_json, with the item's node id added): on the
+controller under xdist these are the records the workers attached to their reports (plugin.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +11,8 @@ from typing import Any
 
 from pytest_speedrun.execution.runner import tail
 from pytest_speedrun.judging.status import AGENT_ERROR, PASSED, SMOKE
-from pytest_speedrun.pipeline.item import ItemResult
 from pytest_speedrun.results import stats
+from pytest_speedrun.results.record import ItemResult
 
 PROPERTY_KEYS = ("agent", "model", "scaffold", "hints", "seed", "status", "val_loss", "train_time_ms",
                  "train_time_std_ms", "t_start_ms", "t_target_ms", "speedup", "fsr", "fsr_low", "fsr_high", "noise",
@@ -68,20 +71,10 @@ def failure_message(result: ItemResult, min_fsr: float | None = None) -> str | N
     return "\n".join(lines)
 
 
-def record_of_row(row: dict[str, Any]) -> dict[str, Any]:
-    """A summary row (JUnit property values, "" for none) back into a result-record-like dict for stats."""
-    def num(key: str) -> float | None:
-        value = row.get(key, "")
-        return None if value in ("", None) else float(value)
-    return {"task": row["speedrun_task"], "agent": row["agent"], "model": row.get("model", ""),
-            "scaffold": row.get("scaffold", ""), "hints": str(row["hints"]), "seed": int(row["seed"]),
-            "status": row["status"], "fsr": num("fsr"), "fsr_low": num("fsr_low"), "fsr_high": num("fsr_high")}
-
-
 def aggregate_lines(rows: list[dict[str, Any]]) -> list[str]:
     """Per configuration: benchmark score (mean over tasks of the mean FSR over seeds) ± std over seeds, IQM
     with its bootstrap 95% CI; then the paper's figure where model, scaffold and hints match."""
-    aggregates = stats.aggregate([record_of_row(r) for r in rows])
+    aggregates = stats.aggregate(rows)
     out = []
     for agg in aggregates:
         out.append(f"{agg.label}: score {agg.score:.3f} [{agg.score_ci[0]:.3f}, {agg.score_ci[1]:.3f}] (95%), "
@@ -100,7 +93,7 @@ def suite_properties(rows: list[dict[str, Any]]) -> list[tuple[str, Any]]:
     rows = [r for r in rows if r.get("mode") != SMOKE]
     props: list[tuple[str, Any]] = [("speedrun_items", len(rows)),
                                     ("speedrun_passed", sum(r["status"] == PASSED for r in rows))]
-    for agg in stats.aggregate([record_of_row(r) for r in rows]):
+    for agg in stats.aggregate(rows):
         name = "speedrun[" + agg.label.replace(" · ", ",") + "]"
         props += [(f"{name}.score", round(agg.score, 4)), (f"{name}.score_std", round(agg.score_std, 4)),
                   (f"{name}.score_ci_low", round(agg.score_ci[0], 4)),
@@ -134,12 +127,12 @@ def summary_lines(rows: list[dict[str, Any]]) -> list[str]:
         (("slurm job",) if slurm else ())
     body = [
         (r["nodeid"].rsplit("/", 1)[-1].rsplit("::", 1)[-1],
-         r["status"] + (" (resumed)" if r.get("resumed") in (True, "True", "true") else "")
+         r["status"] + (" (resumed)" if r.get("resumed") else "")
          + (" (smoke)" if r.get("mode") == SMOKE else ""), _num(r["val_loss"], ".4f"),
          _num(r["train_time_ms"], ".0f"), _num(r["t_start_ms"], ".0f"), _num(r["t_target_ms"], ".0f"),
          _num(r["speedup"], ".3f"), fsr_cell(r["fsr"], r.get("fsr_low"), r.get("fsr_high")))
         + ((f"{r.get('slurm_job_id') or '-'}@{r.get('slurm_node') or '-'}"
-            + (" (re-attached)" if r.get("slurm_reattached") in (True, "True", "true") else ""),) if slurm else ())
+            + (" (re-attached)" if r.get("slurm_reattached") else ""),) if slurm else ())
         for r in sorted(rows, key=lambda r: r["nodeid"])
     ]
     widths = [max(len(str(x)) for x in col) for col in zip(header, *body)]
@@ -151,10 +144,10 @@ def summary_lines(rows: list[dict[str, Any]]) -> list[str]:
     rows = [r for r in rows if r.get("mode") != SMOKE]
     if not rows:
         return out
-    fsrs = [float(r["fsr"]) if r["status"] == PASSED and r["fsr"] != "" else 0.0 for r in rows]
-    low, high = stats.mean_ci(fsrs, [stats.fsr_sd(record_of_row(r)) for r in rows])
+    fsrs = [float(r["fsr"]) if r["status"] == PASSED and r.get("fsr") is not None else 0.0 for r in rows]
+    low, high = stats.mean_ci(fsrs, [stats.fsr_sd(r) for r in rows])
     passed = sum(r["status"] == PASSED for r in rows)
-    resumed = sum(r.get("resumed") in (True, "True", "true") for r in rows)
+    resumed = sum(r.get("resumed") for r in rows)
     out.append(f"mean FSR: {statistics.fmean(fsrs):.3f} [{low:.3f}, {high:.3f}] (95%) over {len(rows)} item(s), "
                f"{passed} passed (items that did not pass count as FSR 0)"
                + (f"; {resumed} resumed from the store" if resumed else ""))
@@ -184,9 +177,9 @@ def noise_lines(rows: list[dict[str, Any]]) -> list[str]:
 
 def usage_lines(rows: list[dict[str, Any]]) -> list[str]:
     """The session's LLM usage in one line (empty when no item used an LLM)."""
-    used = [r for r in rows if r.get("calls", "") != ""]
+    used = [r["usage"] for r in rows if "calls" in (r.get("usage") or {})]
     if not used:
         return []
-    total = {k: sum(float(r.get(k) or 0) for r in used) for k in USAGE_KEYS}
+    total = {k: sum(float(u.get(k) or 0) for u in used) for k in USAGE_KEYS}
     return [f"LLM usage: {total['calls']:.0f} call(s), {total['input_tokens']:.0f} input + "
             f"{total['output_tokens']:.0f} output tokens, ${total['cost_usd']:.4f} over {len(used)} item(s)"]
