@@ -21,7 +21,7 @@ HOMONYMS = {
     ("execution/__init__.py", "slurm"),  # the submodule's name
     ("execution/slurm.py", "slurm"),  # submitit's cluster kind
     ("pipeline/session.py", "slurm"),  # the session's Slurm job folder
-    ("pipeline/item.py", "smoke"),  # the smoke run's working folder
+    ("pipeline/smoke.py", "smoke"),  # the smoke run's working folder
 }
 
 

@@ -29,7 +29,7 @@ from pytest_speedrun.execution.sandbox import Sandbox
 from pytest_speedrun.judging import checks, integrity, metrics, timeline
 from pytest_speedrun.judging.integrity import Verdict
 from pytest_speedrun.judging.static_rules import target_text
-from pytest_speedrun.judging.status import AGENT_ERROR, INVALID, PASSED, SMOKE
+from pytest_speedrun.judging.status import AGENT_ERROR, INVALID
 from pytest_speedrun.pipeline import replay
 from pytest_speedrun.pipeline.replay import RunMemo, save_outcome
 from pytest_speedrun.results import noise, record, store
@@ -372,34 +372,5 @@ def agent_error_result(task: Task, agent: Agent, regime: tuple[int, ...], seed: 
         artifact_dir=str(art), config_key=key, model=str(agent_config.get("model", "")),
         scaffold=str(agent_config.get("scaffold", "")), start_source=start_source or f"record {task.start.record}",
         started=record.now(), finished=record.now(),
-    )
-    return record.write(art, result)
-
-
-def run_smoke(task: Task, settings: RunSettings, art: Path, seed: int = 0) -> ItemResult:
-    """Smoke mode: the start script, shortened on a copy in the item's directory, on small generated shards.
-    It passes when the run exits 0 and prints a validation line the harness can parse; the loss is not judged."""
-    from pytest_speedrun.pipeline.smoke import SMOKE_STEPS, shorten
-
-    assert task.start.script.path is not None
-    work = art / "smoke"
-    work.mkdir(parents=True)
-    script = work / SCRIPT_NAME
-    script.write_text(shorten(task.start.script.path.read_text(encoding="utf-8")), encoding="utf-8")
-    started = record.now()
-    ex = execute_script(script, task, settings, seed, art / "run.log")
-    status, reasons = ex.verdict.status, ex.verdict.reasons
-    if status == INVALID:  # the loss after a few steps is meaningless: only the run is checked
-        status, reasons = PASSED, ()
-    m = ex.metrics
-    result = ItemResult(
-        task=task.id, suite=task.suite, agent=SMOKE, hints="0", seed=seed, status=status,
-        reasons=reasons + (f"smoke: {SMOKE_STEPS} steps on generated shards; val_loss not judged",),
-        target_val_loss=task.target_val_loss, t_start_ms=task.start.train_time_ms,
-        t_target_ms=task.target.train_time_ms, reference_source="manifest", artifact_dir=str(art),
-        start_source=f"record {task.start.record}", log_path=str(ex.outcome.log_path),
-        val_loss=m.val_loss if m else None, train_time_ms=m.train_time_ms if m else None,
-        step=m.step if m else None, steps=m.steps if m else None, wall_s=round(ex.outcome.wall_s, 3),
-        mode=SMOKE, started=started, finished=record.now(),
     )
     return record.write(art, result)

@@ -42,10 +42,9 @@ from pytest_speedrun.pipeline.item import (
     config_key,
     execute_script,
     run_item,
-    run_smoke,
 )
 from pytest_speedrun.pipeline.replay import find_interrupted
-from pytest_speedrun.pipeline.smoke import smoke_dataset, smoke_task
+from pytest_speedrun.pipeline.smoke import run_smoke, smoke_dataset, smoke_task
 from pytest_speedrun.results.record import ItemResult
 from pytest_speedrun.results.store import append_record, find_completed, item_dir, new_session_id
 from pytest_speedrun.settings import Settings, default_data_dir
