@@ -52,7 +52,6 @@ def item_timeout(config: pytest.Config, task, settings) -> float:
     return min(outer, user_s) if user_s > 0 else outer
 
 
-
 # --- collection -------------------------------------------------------------------------------------------
 
 

@@ -13,7 +13,6 @@ from pytest_speedrun.data.dataset import write_shard
 pytest_plugins = ["pytester"]
 
 
-
 @pytest.mark.parametrize(("option", "words"), [
     ("--speedrun-seeds=0", "--speedrun-seeds=0: must be positive"),
     ("--speedrun-repeats=-1", "--speedrun-repeats=-1: must be positive"),

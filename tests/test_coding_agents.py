@@ -69,8 +69,6 @@ def tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return record
 
 
-
-
 def solve(preset: str, ctx: AgentContext, monkeypatch: pytest.MonkeyPatch, record: Path, model: str | None = None):
     monkeypatch.setenv(KEYS[preset], f"sk-test-{preset}")
     agent = make_agent(f"{preset}:{model}" if model else preset)

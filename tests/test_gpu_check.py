@@ -164,7 +164,6 @@ def test_the_whole_check_runs_on_a_stand_in_suite(tmp_path: Path) -> None:
     assert "val_tokens 524288 cuda_visible_devices 0" in bare_log  # the harness's contract and lease
 
 
-
 @pytest.mark.slow
 def test_the_check_stops_at_its_budget_and_lists_what_did_not_fit(tmp_path: Path) -> None:
     suite, usb = stand_in_suite(tmp_path)

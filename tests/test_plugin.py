@@ -12,8 +12,6 @@ from fakes import write_suite
 pytest_plugins = ["pytester"]
 
 
-
-
 def test_items_are_skipped_with_the_fix_when_no_agent_is_given(run) -> None:
     result = run("-rs")
     result.assert_outcomes(skipped=2)

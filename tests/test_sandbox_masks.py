@@ -214,9 +214,6 @@ def test_git_history_of_the_checkout_is_hidden(host_dir: Path, bwrap: Sandbox) -
 # --- command: agents --------------------------------------------------------------------------------------
 
 
-
-
-
 def _ctx(layout: Layout) -> AgentContext:
     art = layout.workspace.parent
     return AgentContext(task=layout.task, workspace=layout.workspace, script_path=layout.script,

@@ -34,8 +34,8 @@ from typing import Any
 from pytest_speedrun.agents.base import AgentContext, NodeResult, Solution
 from pytest_speedrun.agents.edits import EditError, apply_answer
 from pytest_speedrun.errors import AgentError, UsageError
+from pytest_speedrun.files import write_atomic
 from pytest_speedrun.judging.status import DEBUG, DRAFT, EDIT_FAILED, IMPROVE, NODE_KINDS
-from pytest_speedrun.results.store import write_atomic
 from pytest_speedrun.tasks.hints import regime_label
 
 SCAFFOLDS = ("single", "flat", "tree", "forest", "aide", "multi-aide")

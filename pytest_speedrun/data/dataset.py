@@ -30,6 +30,7 @@ from pathlib import Path
 
 from pytest_speedrun.data import guard
 from pytest_speedrun.errors import DataError
+from pytest_speedrun.files import write_atomic
 
 MAGIC = 20240520
 VERSION = 1
@@ -71,11 +72,7 @@ def write_shard(path: Path, tokens: array | list[int]) -> None:
         header.byteswap()
         body.byteswap()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        header.tofile(f)
-        body.tofile(f)
-    os.replace(tmp, path)
+    write_atomic(path, header.tobytes() + body.tobytes())
 
 
 def read_header(path: Path) -> ShardHeader:

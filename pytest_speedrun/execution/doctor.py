@@ -31,9 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from pytest_speedrun.errors import DataError, SpeedrunError, UsageError
+from pytest_speedrun.files import tomllib
 from pytest_speedrun.judging.status import LOCAL, SLURM
 from pytest_speedrun.tasks.fetch import cached_path
-from pytest_speedrun.tasks.manifest import Task, available_suites, find_suite, load_suite, tomllib
+from pytest_speedrun.tasks.manifest import Task, available_suites, find_suite, load_suite
 from pytest_speedrun.tasks.record_import import is_cached, suite_pins
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"

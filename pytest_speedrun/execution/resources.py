@@ -23,6 +23,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from pytest_speedrun.errors import MissingInput, UsageError
+from pytest_speedrun.files import thread_env, write_atomic
 
 _UUID = re.compile(r"\(UUID:\s*([^)]+)\)")
 
@@ -124,8 +125,7 @@ class Lease:
     def env(self, cache_root: Path | None = None) -> dict[str, str]:
         env: dict[str, str] = {}
         if self.cores:
-            for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-                env[var] = str(self.threads)
+            env.update(thread_env(self.threads))
         if self.gpus:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(self.gpus)
         if cache_root is not None:
@@ -160,9 +160,7 @@ class LeasePool:
         return state
 
     def _write(self, state: dict) -> None:
-        tmp = self._state.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, sort_keys=True))
-        os.replace(tmp, self._state)
+        write_atomic(self._state, json.dumps(state, sort_keys=True))
 
     def cores_per_gpu(self) -> int:
         """Each GPU has its own slice of the pool's cores, for the process that feeds it."""

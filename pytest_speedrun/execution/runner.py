@@ -24,6 +24,7 @@ from pathlib import Path
 
 from pytest_speedrun.errors import RunError
 from pytest_speedrun.execution import pump
+from pytest_speedrun.files import thread_env
 
 # Variables a training run may inherit from the user's environment. Everything else (API keys included)
 # is withheld: agent-written code runs with only what it needs.
@@ -95,8 +96,7 @@ def contract_env(
         "PYTHONUNBUFFERED": "1",
     })
     if threads is not None:
-        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-            env[var] = str(threads)
+        env.update(thread_env(threads))
     return env
 
 

@@ -43,6 +43,7 @@ from pytest_speedrun.execution.runner import (
     timeline_path,
 )
 from pytest_speedrun.execution.slurm_ledger import JobLedger, run_key
+from pytest_speedrun.files import thread_env
 
 MARGIN_S = 300  # the Slurm time limit is the task timeout plus this
 
@@ -234,8 +235,7 @@ class SlurmLauncher:
         env.pop("CUDA_VISIBLE_DEVICES", None)  # on the node, Slurm assigns the GPUs
         cpus = self._cpus(spec)
         if cpus:  # the threads match the CPUs the job asked for
-            for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-                env[var] = str(cpus)
+            env.update(thread_env(cpus))
         return env
 
     def _claim(self, key: str, session: str):

@@ -28,6 +28,7 @@ from filelock import FileLock
 from pytest_speedrun.data.guard import full_sha256
 from pytest_speedrun.execution.resources import pid_alive
 from pytest_speedrun.execution.runner import OWNER_MARKER, RUN_MARKER, SESSION_MARKER, RunSpec
+from pytest_speedrun.files import write_atomic
 
 # Environment variables that differ between two sessions running the same work: markers and per-lease paths.
 VOLATILE_ENV = (SESSION_MARKER, RUN_MARKER, OWNER_MARKER, "CUDA_VISIBLE_DEVICES", "TORCHINDUCTOR_CACHE_DIR",
@@ -107,6 +108,4 @@ class JobLedger:
 
     @staticmethod
     def _write(entry: JobEntry) -> None:
-        tmp = Path(entry.path).with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(entry), sort_keys=True) + "\n")
-        os.replace(tmp, entry.path)
+        write_atomic(Path(entry.path), json.dumps(asdict(entry), sort_keys=True) + "\n")

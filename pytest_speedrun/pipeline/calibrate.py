@@ -26,11 +26,11 @@ from filelock import FileLock
 
 from pytest_speedrun.data.guard import full_sha256
 from pytest_speedrun.errors import CalibrationError
+from pytest_speedrun.files import write_atomic
 from pytest_speedrun.pipeline.item import SCRIPT_NAME, Execution, RunSettings, execute_script
 from pytest_speedrun.results import noise
 from pytest_speedrun.results.noise import ASSUMED_CV, CONTROL_RUNS, Spread, pooled_spread, shift_check
 from pytest_speedrun.results.scoring import Reference
-from pytest_speedrun.results.store import write_atomic
 from pytest_speedrun.tasks.manifest import ScriptRef, Task
 
 

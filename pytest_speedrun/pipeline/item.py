@@ -26,6 +26,7 @@ from pytest_speedrun.execution import runner
 from pytest_speedrun.execution.answers import task_answer_holders
 from pytest_speedrun.execution.resources import Lease, no_lease
 from pytest_speedrun.execution.sandbox import Sandbox
+from pytest_speedrun.files import write_atomic
 from pytest_speedrun.judging import checks, integrity, metrics, timeline
 from pytest_speedrun.judging.integrity import Verdict
 from pytest_speedrun.judging.static_rules import target_text
@@ -224,7 +225,7 @@ class NodeRunner:
                           note=note, kind=kind, log_excerpt=runner.tail(node_dir / "run.log", 30),
                           slurm_job_id=ex.outcome.job_id, reused_from=reused_from,
                           train_time_observed_ms=ex.timeline.train_time_observed_ms if ex.timeline else None)
-        store.write_atomic(node_dir / "node.json", json.dumps(node.to_json(), indent=2, default=str) + "\n")
+        write_atomic(node_dir / "node.json", json.dumps(node.to_json(), indent=2, default=str) + "\n")
         self.results.append(node)
         self.executions.append((ex, found))
         return node
@@ -284,9 +285,9 @@ def run_item(req: ItemRequest) -> ItemResult:
         return record.write(art, ItemResult(**base, status=AGENT_ERROR, reasons=(reason,), finished=record.now(),
                                        nodes=tuple(n.to_json() for n in nodes.results)))
     if solution.transcript is not None and not (art / "agent.log").exists():
-        store.write_atomic(art / "agent.log", solution.transcript)
+        write_atomic(art / "agent.log", solution.transcript)
     script.write_text(solution.script, encoding="utf-8")
-    store.write_atomic(art / "solution.py", solution.script)
+    write_atomic(art / "solution.py", solution.script)
     store.write_diff(art / "solution.diff", start_text, solution.script)
 
     runs = []

@@ -22,7 +22,6 @@ __all__ = [
     "score",
     "summary_lines",
     "user_properties",
-    "write_atomic",
     "write_report",
 ]
 
@@ -44,6 +43,5 @@ __getattr__ = lazy_exports(__name__, {
     "score": "scoring",
     "summary_lines": "summary",
     "user_properties": "summary",
-    "write_atomic": "store",
     "write_report": "report",
 })

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from pytest_speedrun import __version__
+from pytest_speedrun.files import write_atomic
 from pytest_speedrun.judging.status import BENCHMARK, Mode, Status
 from pytest_speedrun.results import store
 
@@ -90,6 +91,6 @@ def write(art: Path, result: ItemResult) -> ItemResult:
     """The one writer: the item's result.json and its line in the store's results.jsonl (the store is two levels
     up from the item's artifacts: <root>/<session>/<item>)."""
     data = result.to_json()
-    store.write_atomic(art / "result.json", json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    write_atomic(art / "result.json", json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
     store.append_record(art.parent.parent, data)
     return result

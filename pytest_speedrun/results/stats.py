@@ -10,20 +10,14 @@ import math
 import random
 import re
 import statistics
-import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from pytest_speedrun.errors import SpeedrunError
-from pytest_speedrun.files import PACKAGE_DIR
+from pytest_speedrun.files import PACKAGE_DIR, tomllib
 from pytest_speedrun.judging.status import PASSED
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
 
 DEFAULT_PAPER_TABLE = PACKAGE_DIR / "reference" / "paper_results.toml"
 

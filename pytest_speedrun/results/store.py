@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from pytest_speedrun.errors import SpeedrunError
+from pytest_speedrun.files import write_atomic
 from pytest_speedrun.judging.status import RETRYABLE
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.+=-]+")
@@ -37,12 +38,6 @@ def item_dir(root: Path, session_id: str, item_name: str) -> Path:
     path = root / session_id / _UNSAFE.sub("_", item_name).strip("_")
     path.mkdir(parents=True, exist_ok=False)
     return path
-
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def write_diff(path: Path, before: str, after: str) -> None:

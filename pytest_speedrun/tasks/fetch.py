@@ -33,8 +33,6 @@ def cached_path(cache_dir: Path, ref: ScriptRef) -> Path:
     return cache_dir / "records" / f"{ref.sha256}.py"
 
 
-
-
 def source_url(ref: ScriptRef, base: str | None = None) -> str:
     """The URL to download `ref` from: its pinned URL, or the same path under a mirror base."""
     assert ref.url is not None

@@ -7,18 +7,12 @@ tomli, and so every error names the manifest file and the dotted key.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pytest_speedrun.errors import TaskError
-from pytest_speedrun.files import PACKAGE_DIR
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
+from pytest_speedrun.files import PACKAGE_DIR, tomllib
 
 HINT_LEVELS = (1, 2, 3)
 _PACKAGED = PACKAGE_DIR / "suites"  # wheel installs: tasks/ is shipped inside the package
