@@ -155,6 +155,7 @@ class ItemRequest:
     start_script: Path | None = None  # cumulative mode: start from this script instead of the human record
     start_source: str = ""  # what the start script is, for reports ("record 5", "tiny01 solution", ...)
     resume_from: Path | None = None  # an interrupted attempt's artifacts: its finished runs and LLM answers
+    config_key: str = ""  # the resume key, when the caller computed it already ("": run_item computes it)
 
 
 def config_key(task: Task, agent: Agent, regime: tuple[int, ...], seed: int, repeats: int = 1,
@@ -260,7 +261,8 @@ def run_item(req: ItemRequest) -> ItemResult:
                 target_val_loss=task.target_val_loss, t_start_ms=req.reference.t_start_ms,
                 t_target_ms=req.reference.t_target_ms, reference_source=req.reference.source,
                 artifact_dir=str(art), started=record.now(),
-                config_key=config_key(task, req.agent, req.regime, req.seed, req.repeats, req.start_script),
+                config_key=req.config_key or config_key(task, req.agent, req.regime, req.seed, req.repeats,
+                                                        req.start_script),
                 model=str(agent_config.get("model", "")), scaffold=str(agent_config.get("scaffold", "")),
                 start_source=req.start_source or f"record {task.start.record}", repeats=req.repeats)
     if req.resume_from is not None:

@@ -188,7 +188,7 @@ class SpeedrunSession:
             task=task, agent=self.agent, regime=regime, seed=seed, settings=run_settings, reference=reference,
             artifacts_dir=item_dir(s.results_dir, self.info.session_id, name), agent_timeout_s=s.agent_timeout_s,
             allow_suspicious=s.allow_suspicious, repeats=s.repeats, start_script=start_script,
-            start_source=start_source, resume_from=interrupted,
+            start_source=start_source, resume_from=interrupted, config_key=key,
         ))
         if s.cumulative and result.status == PASSED:
             chain = self._chain_dir(task.suite, regime, seed)

@@ -17,7 +17,7 @@ from pytest_speedrun.judging.status import PASSED
 from pytest_speedrun.results.stats import (
     ConfigAggregate,
     aggregate,
-    config_key,
+    configuration,
     hints_key,
     latest_records,
     paper_comparison,
@@ -205,7 +205,7 @@ def _node_counts(records: Sequence[Mapping[str, Any]], aggs: Sequence[ConfigAggr
     for rec in latest_records(records):
         for node in rec.get("nodes") or ():
             kind = str(node.get("kind", "unknown")) if isinstance(node, Mapping) else "unknown"
-            counts.setdefault(kind, [0] * len(aggs))[index[config_key(rec)]] += 1
+            counts.setdefault(kind, [0] * len(aggs))[index[configuration(rec)]] += 1
     order = [k for k in NODE_COLOURS if k in counts] + sorted(k for k in counts if k not in NODE_COLOURS)
     return {k: counts[k] for k in order}
 

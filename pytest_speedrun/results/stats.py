@@ -285,8 +285,9 @@ class ConfigAggregate:
         return data
 
 
-def config_key(record: Mapping[str, Any]) -> tuple[str, str, str, str]:
-    """(agent, model, scaffold, hints) of a record; absent model or scaffold is ""."""
+def configuration(record: Mapping[str, Any]) -> tuple[str, str, str, str]:
+    """The configuration an aggregate groups by, (agent, model, scaffold, hints), of a record (not the resume
+    key, pipeline.item.config_key); absent model or scaffold is ""."""
     return (str(record["agent"]), str(record.get("model") or ""), str(record.get("scaffold") or ""),
             canonical_hints(record["hints"]))
 
@@ -295,7 +296,7 @@ def latest_records(records: Iterable[Mapping[str, Any]]) -> list[Mapping[str, An
     """One record per (configuration, task, seed): the last one seen, at the position of the first."""
     latest: dict[tuple, Mapping[str, Any]] = {}
     for rec in records:
-        latest[(*config_key(rec), str(rec["task"]), int(rec["seed"]))] = rec
+        latest[(*configuration(rec), str(rec["task"]), int(rec["seed"]))] = rec
     return list(latest.values())
 
 
@@ -311,7 +312,7 @@ def aggregate(records: Iterable[Mapping[str, Any]], *, resamples: int = 2000, se
     """
     items: dict[tuple[str, str, str, str], dict[tuple[str, int], Mapping[str, Any]]] = {}
     for rec in latest_records(records):
-        items.setdefault(config_key(rec), {})[(str(rec["task"]), int(rec["seed"]))] = rec
+        items.setdefault(configuration(rec), {})[(str(rec["task"]), int(rec["seed"]))] = rec
     out = []
     for key in sorted(items, key=_config_sort_key):
         by_item = items[key]
