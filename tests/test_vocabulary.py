@@ -17,7 +17,7 @@ HOMONYMS = {
     ("options.py", "timeout"),  # --speedrun-timeout
     ("options.py", "smoke"),  # --speedrun-smoke
     ("agents/scaffolds.py", "timeout"),  # a prompt template field
-    ("agents/llm.py", "local"),  # the LLM endpoint preset for a local server
+    ("agents/llm/settings.py", "local"),  # the LLM endpoint preset for a local server
     ("execution/__init__.py", "slurm"),  # the submodule's name
     ("execution/slurm.py", "slurm"),  # submitit's cluster kind
     ("pipeline/session.py", "slurm"),  # the session's Slurm job folder

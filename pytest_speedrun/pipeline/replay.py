@@ -8,8 +8,9 @@ again, with two memories of the interrupted attempt:
   log and how it ended, `run.outcome.json`) instead of training again. The log is parsed and every check is
   applied again, exactly as for a fresh run. Each earlier run is reused at most once, so a search that ran the
   same script twice still runs it twice.
-- `llm_replies`: the answers in the attempt's `llm.jsonl`, by cache key, so the LLM agent replays them (they
-  count their tokens and cost as recorded, like cache hits) instead of paying for them again.
+- `llm_replies` (agents/llm/transcript.py, next to the writer of that format): the answers in the attempt's
+  `llm.jsonl`, by cache key, so the LLM agent replays them (they count their tokens and cost as recorded, like
+  cache hits) instead of paying for them again.
 
 A deterministic search (seeded, same answers, same measured figures) then retraces the interrupted attempt at
 no cost up to where it stopped, and continues live from there.
@@ -25,6 +26,7 @@ from collections import defaultdict
 from dataclasses import asdict, fields
 from pathlib import Path
 
+from pytest_speedrun.agents.llm.transcript import llm_replies  # noqa: F401  (re-exported for replay's callers)
 from pytest_speedrun.execution.runner import RunOutcome
 from pytest_speedrun.judging.status import AGENT_ERROR
 
@@ -97,23 +99,3 @@ class RunMemo:
         if (source / "run.slurm.json").exists():
             shutil.copyfile(source / "run.slurm.json", log_path.with_suffix(".slurm.json"))
         return load_outcome(source, log_path)
-
-
-def llm_replies(previous: Path | None) -> dict[str, dict]:
-    """{cache key: answer} from an interrupted attempt's `llm.jsonl` (requests paired with their responses)."""
-    path = None if previous is None else previous / "llm.jsonl"
-    if path is None or not path.exists():
-        return {}
-    keys: dict[int, str] = {}
-    replies: dict[str, dict] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue  # a line cut off by the interruption
-        if event.get("type") == "request":
-            keys[event["call"]] = event["cache_key"]
-        elif event.get("type") == "response" and event.get("call") in keys:
-            replies[keys[event["call"]]] = {k: event.get(k) for k in ("content", "input_tokens", "output_tokens",
-                                                                       "finish_reason", "latency_s")}
-    return replies
