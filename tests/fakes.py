@@ -106,3 +106,18 @@ try:
 except OSError as exc:
     print("BLOCKED", exc)
 '''
+
+
+def within_band_or_flagged(records: list[dict], expected: float, band: float = 0.15) -> list[str]:
+    """Each item's FSR lies within `band` of `expected`, or the harness said the machine was too noisy for it (a
+    disturbance named, or an interval wider than ±0.2 with its summary line) and its interval still covers
+    `expected`. A confident wrong number is the failure."""
+    bad = []
+    for r in records:
+        if abs(r["fsr"] - expected) <= band:
+            continue
+        if (r.get("disturbed") or r.get("note")) and r["fsr_low"] <= expected <= r["fsr_high"]:
+            continue
+        bad.append(f"{r['task']}: FSR {r['fsr']:.3f} [{r['fsr_low']:.3f}, {r['fsr_high']:.3f}] "
+                   f"disturbed={r.get('disturbed')!r}")
+    return bad

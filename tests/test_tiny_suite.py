@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from fakes import within_band_or_flagged
 from pytest_speedrun.judging.contract import env_usage
 from pytest_speedrun.tasks.manifest import find_suite, load_suite
 
@@ -36,21 +37,6 @@ def test_records_form_a_ladder_of_distinct_scripts() -> None:
     assert all(t.start.steps and t.target.steps for t in tasks)
 
 
-def _within_band_or_flagged(records: list[dict], expected: float, band: float = 0.15) -> list[str]:
-    """Each item's FSR lies within `band` of `expected`, or the harness said the machine was too noisy for it (a
-    disturbance named, or an interval wider than ±0.2 with its summary line) and its interval still covers
-    `expected`. A confident wrong number is the failure."""
-    bad = []
-    for r in records:
-        if abs(r["fsr"] - expected) <= band:
-            continue
-        if (r.get("disturbed") or r.get("note")) and r["fsr_low"] <= expected <= r["fsr_high"]:
-            continue
-        bad.append(f"{r['task']}: FSR {r['fsr']:.3f} [{r['fsr_low']:.3f}, {r['fsr_high']:.3f}] "
-                   f"disturbed={r.get('disturbed')!r}")
-    return bad
-
-
 @pytest.mark.slow
 def test_oracle_passes_every_tiny_task_and_baseline_recovers_nothing(pytester: pytest.Pytester,
                                                                      cache_dir: Path) -> None:
@@ -62,11 +48,11 @@ def test_oracle_passes_every_tiny_task_and_baseline_recovers_nothing(pytester: p
     oracle.stdout.fnmatch_lines(["*= speedrun =*", "tiny01[[]h0-s0[]]*passed*", "mean FSR: *", "references: *"])
     records = _records(pytester)
     assert all(r["fsr_low"] < r["fsr"] < r["fsr_high"] for r in records), records
-    assert _within_band_or_flagged(records, 1.0) == []
+    assert within_band_or_flagged(records, 1.0) == []
     # the floor on the two cheaper tasks (benchmarks/fsr_stability.py measures all four, many times)
     baseline = pytester.runpytest_subprocess("--speedrun-agent=baseline", "-k", "tiny03 or tiny04", *args)
     baseline.assert_outcomes(passed=2)
-    assert _within_band_or_flagged(_records(pytester)[4:], 0.0) == []
+    assert within_band_or_flagged(_records(pytester)[4:], 0.0) == []
 
 
 @pytest.mark.slow
