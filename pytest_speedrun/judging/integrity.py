@@ -7,14 +7,11 @@ from dataclasses import dataclass
 
 from pytest_speedrun.execution.runner import RunOutcome
 from pytest_speedrun.judging.metrics import Metrics
-from pytest_speedrun.judging.status import (  # noqa: F401 (the statuses, re-exported for judging's callers)
-    AGENT_ERROR,
+from pytest_speedrun.judging.status import (
     CRASHED,
     INVALID,
     NO_RESULT,
     PASSED,
-    SKIPPED,
-    STATUSES,
     SUSPICIOUS,
     TAMPERED,
     TIMEOUT,
