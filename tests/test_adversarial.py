@@ -48,6 +48,12 @@ def _trained_attacks() -> list[str]:
     return [name for name in ATTACKS if name not in static] + static[:1]
 
 
+def _names_it(module, reasons: list[str]) -> bool:
+    """Some reason names the attack: EXPECTED_REASON, or one of them when two rules see the same cheat."""
+    expected = module.EXPECTED_REASON
+    return any(e in r for e in ((expected,) if isinstance(expected, str) else expected) for r in reasons)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("attack", _trained_attacks())
 def test_attack_is_caught(attack: str, pytester: pytest.Pytester, cache_dir: Path, monkeypatch) -> None:
@@ -60,7 +66,7 @@ def test_attack_is_caught(attack: str, pytester: pytest.Pytester, cache_dir: Pat
     lines = (pytester.path / ".speedrun" / "results.jsonl").read_text().splitlines()
     (record,) = [json.loads(ln) for ln in lines]
     assert record["status"] == module.EXPECTED_STATUS, (record["status"], record["reasons"])
-    assert any(module.EXPECTED_REASON in r for r in record["reasons"]), record["reasons"]
+    assert _names_it(module, record["reasons"]), record["reasons"]
     result.assert_outcomes(failed=1)
 
 
@@ -77,4 +83,4 @@ def test_static_attack_is_caught_from_the_source_alone(attack: str, tmp_path: Pa
     tampered, suspicious = static_reasons(start, module.attack(start, ctx), target)
     status = TAMPERED if tampered else SUSPICIOUS if suspicious else PASSED
     assert status == module.EXPECTED_STATUS, tampered + suspicious
-    assert any(module.EXPECTED_REASON in r for r in tampered + suspicious), tampered + suspicious
+    assert _names_it(module, tampered + suspicious), tampered + suspicious
