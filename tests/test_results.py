@@ -90,11 +90,16 @@ def test_the_record_crosses_xdist_as_a_record(run, pytester: pytest.Pytester) ->
     """The controller receives each worker's result record with its types (numbers, booleans, lists), not the
     strings of the JUnit properties."""
     pytester.makeconftest("""
-import json, os
+import json
+
+WORKER = []
+
+def pytest_configure(config):
+    WORKER.append(hasattr(config, "workerinput"))
 
 def pytest_runtest_logreport(report):
     record = getattr(report, "speedrun_record", None)
-    if record is not None and "PYTEST_XDIST_WORKER" not in os.environ:  # on the controller only
+    if record is not None and not WORKER[0]:  # on the controller only
         with open("crossed.jsonl", "a") as f:
             f.write(json.dumps({k: type(record[k]).__name__ for k in ("fsr", "seed", "resumed", "reasons",
                                                                        "train_times_ms")}) + "\\n")
