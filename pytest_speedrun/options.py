@@ -38,6 +38,7 @@ class Option:
     ini: str | None = None
     ini_name: str | None = None
     ini_help: str | None = None
+    ini_default: Any = None  # None: the empty value of the ini type ("", [] or False)
     path: bool = False
 
     @property
@@ -62,7 +63,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("hints", "comma-separated hint regimes: 0 (none), 1, 2, 3, 1+2, 1+2+3 (default: 0)", default="0",
            metavar="REGIMES"),
     Option("launcher", "where training commands run: here (default) or as Slurm jobs through submitit",
-           metavar="local|slurm", ini="string", ini_help="default --speedrun-launcher"),
+           metavar="local|slurm", ini="string", ini_default=LOCAL, ini_help="default --speedrun-launcher"),
     Option("smoke", "run each task's start script for a few steps on small generated shards (no agent needed)",
            action="store_true"),
     Option("hints_dir", "hints in the paper's layout (record_N/level_{1,2,3}_*.txt) instead of the suite's own",
@@ -182,7 +183,9 @@ def add_options(parser: pytest.Parser) -> None:
 
 
 def _ini_default(opt: Option) -> Any:
-    return {"bool": False, "linelist": []}.get(opt.ini or "", LOCAL if opt.name == "launcher" else "")
+    if opt.ini_default is not None:
+        return opt.ini_default
+    return {"bool": False, "linelist": []}.get(opt.ini or "", "")
 
 
 def resolve_path(value: str | None, base: Path) -> Path | None:
