@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,9 +19,9 @@ REF = Reference(20_000.0, 12_000.0, "calibrated:x", start_steps=100, start_untim
 
 
 def _run(reported_ms: float, observed_ms: float = 10_000.0, warmup: int = 5, unclocked: int = 0,
-         first_step_s: float = 5.0) -> Execution:
+         first_step_s: float = 5.0, first_step_cpu_s: float | None = None) -> Execution:
     tl = Timeline(train_time_observed_ms=observed_ms, timed_steps=95, warmup_steps=warmup, unclocked_steps=unclocked,
-                  first_step_s=first_step_s, val_pause_ms=500.0, last_line_s=20.0)
+                  first_step_s=first_step_s, val_pause_ms=500.0, last_line_s=20.0, first_step_cpu_s=first_step_cpu_s)
     return Execution(outcome=RunOutcome(exit_code=0, wall_s=25.0, log_path=Path("run.log"), timed_out=False),
                      metrics=Metrics(val_loss=3.6, train_time_ms=reported_ms, step=100, steps=100),
                      verdict=Verdict("passed"), timeline=tl)
@@ -53,6 +54,31 @@ def test_work_before_the_first_step_line_is_bounded_by_the_start_records() -> No
     assert checks.timeline_reasons([_run(10_000.0, first_step_s=limit - 0.1)], REF) == ([], [])
     _, suspicious = checks.timeline_reasons([_run(10_000.0, first_step_s=limit + 0.5)], REF)
     assert "passed before the first training step line (the start record: 5.0 s; limit 7.2 s)" in suspicious[0]
+
+
+def test_cpu_work_before_the_first_step_line_is_bounded_even_when_the_references_wall_time_was_inflated() -> None:
+    """The CI failure this rule fixes: the start record's pre-step wall time was measured slow (cold page cache, a
+    loaded machine), so 3 s of hidden work fitted under the wall allowance; its CPU seconds do not inflate."""
+    ref = replace(REF, start_pre_step_s=9.0, start_pre_step_cpu_s=5.0)
+    cpu_limit = checks.pre_step_limit(5.0, 20_000.0)
+    assert cpu_limit < 5.0 + 3.0 < checks.pre_step_limit(9.0, 20_000.0)
+    honest = _run(10_000.0, first_step_s=5.2, first_step_cpu_s=5.1)
+    assert checks.timeline_reasons([honest], ref) == ([], [])
+    _, suspicious = checks.timeline_reasons([_run(10_000.0, first_step_s=8.2, first_step_cpu_s=8.1)], ref)
+    assert len(suspicious) == 1, suspicious
+    assert (f"8.1 s of CPU time was used before the first training step line (the start record: 5.0 s; limit "
+            f"{cpu_limit:.1f} s)") in suspicious[0]
+    # without a CPU figure on either side the wall rule alone judges, as before
+    assert checks.timeline_reasons([_run(10_000.0, first_step_s=8.2)], ref) == ([], [])
+    no_cpu = replace(ref, start_pre_step_cpu_s=None)
+    assert checks.timeline_reasons([_run(10_000.0, first_step_s=8.2, first_step_cpu_s=8.1)], no_cpu) == ([], [])
+
+
+def test_wall_time_beyond_its_allowance_is_flagged_even_when_the_cpu_was_idle() -> None:
+    """Work the CPU does not see (GPU kernels while the host blocks) still shows as wall time."""
+    ref = replace(REF, start_pre_step_cpu_s=5.0)
+    _, suspicious = checks.timeline_reasons([_run(10_000.0, first_step_s=20.0, first_step_cpu_s=5.0)], ref)
+    assert suspicious and "20.0 s passed before the first training step line" in suspicious[0]
 
 
 def test_the_pre_step_allowance_never_drops_below_the_start_up_jitter() -> None:

@@ -117,3 +117,39 @@ def test_a_live_run_under_the_pump_agrees_with_its_own_clock(tmp_path: Path) -> 
     # Both clocks time the same 25 steps; they differ only by when a line is read (well under a step)
     assert abs(tl.train_time_observed_ms - reported) < 100 + 0.1 * reported
     assert runner.read_cpu_stats(log)["wall_s"] > 0.5
+
+
+BURN_THEN_STEP = '''\
+import subprocess, sys, time
+time.sleep(0.6)  # waiting is not work
+while time.process_time() < 0.6:  # 0.6 s of CPU in this process
+    pass
+subprocess.run([sys.executable, "-c", "import time\\nwhile time.process_time() < 0.4: pass"], check=True)
+print("step:1/2 train_loss:4.0000 train_time:10ms step_avg:10.00ms", flush=True)
+print("step:2/2 val_loss:3.0000 train_time:20ms step_avg:10.00ms", flush=True)
+'''
+
+
+def test_the_pump_records_the_cpu_work_done_before_the_first_step_line(tmp_path: Path) -> None:
+    """The third timeline column: CPU seconds of the run's processes, a helper process that exited included, and
+    none of the time spent sleeping. The busy loops count CPU time, not wall time, so load cannot change them."""
+    script = tmp_path / "train_gpt2.py"
+    script.write_text(BURN_THEN_STEP)
+    log = tmp_path / "run.log"
+    out = runner.run(runner.RunSpec(script=script, workdir=tmp_path, log_path=log,
+                                    env={"PATH": os.environ["PATH"]}, timeout_s=60, python=sys.executable))
+    assert out.exit_code == 0, log.read_text()
+    stamped = timeline.read_stamped(log, runner.timeline_path(log))
+    assert [cpu is not None for _, _, cpu in stamped] == [True, True]
+    tl = timeline.of_run(log, runner.timeline_path(log), script)
+    assert tl is not None and tl.first_step_cpu_s is not None
+    assert 0.95 <= tl.first_step_cpu_s < 1.5  # 0.6 + 0.4 s of loops (10 ms ticks), plus two interpreter start-ups
+    assert tl.first_step_s >= tl.first_step_cpu_s + 0.5  # the sleep shows in the wall time only
+
+
+def test_timelines_without_the_cpu_column_still_read() -> None:
+    lines, _ = _tiny_like()
+    tl = timeline.derive(lines)
+    assert tl is not None and tl.first_step_cpu_s is None
+    with_cpu = [(t, text, 2.0 + t) for t, text in lines]
+    assert timeline.derive(with_cpu).first_step_cpu_s == pytest.approx(2.0 + lines[1][0])

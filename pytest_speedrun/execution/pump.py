@@ -6,8 +6,9 @@ standard library: it also runs on Slurm nodes and must start in milliseconds). I
 * runs the command in its own process group (the pump's: the harness starts the pump as a session leader), with
   stdout and stderr on one pipe, its CPU affinity and address-space limit applied between fork and exec;
 * writes every output line to the log as it arrives and, to the timeline file beside it, the arrival time of
-  that line (seconds since the command started) and the line's byte offset in the log, so the harness has a
-  clock of its own that the script cannot touch (see timeline.py);
+  that line (seconds since the command started), the line's byte offset in the log and the CPU seconds the run's
+  process tree had used by then (`TreeCPU`), so the harness has a clock of its own that the script cannot touch
+  (see timeline.py);
 * samples the run-queue delay of every thread of the run (`/proc/<pid>/task/<tid>/schedstat`): the time the run
   was ready to compute but waited for a CPU held by someone else; and, from /proc/stat, how busy the other cores
   were and how much time the hypervisor stole from the run's cores, and a CPU probe on the run's cores before it
@@ -59,6 +60,61 @@ def _descendants(root: int) -> list[int]:
     return out
 
 
+CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+CPU_EVERY_S = 0.05  # the tree's CPU time is re-read at most this often (a line flood reuses the last figure)
+
+
+def _proc_cpu_s(pid: int) -> float | None:
+    """CPU seconds of one process: its own threads (utime + stime) and its reaped children (cutime + cstime)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(b")") + 2:].split()
+    try:
+        return sum(int(x) for x in fields[11:15]) / CLK_TCK
+    except (ValueError, IndexError):
+        return None
+
+
+class TreeCPU:
+    """CPU seconds used so far by the run's process tree, cheap enough to read at every output line.
+
+    It reads /proc/<pid>/stat of the processes known to be in the tree (the root, and whatever `Accounting`'s
+    sampler found below it every SAMPLE_S), counting each one's own CPU and that of its children it has reaped.
+    A process that exited keeps its last figure unless its parent reaped it (then the parent's counts it), so
+    short-lived helpers are not lost. Resolution: one clock tick (10 ms)."""
+
+    def __init__(self, root: int) -> None:
+        self.root = root
+        self.pids: set[int] = {root}
+        self.last: dict[int, float] = {}
+        self.read_at = -1.0
+        self.value = 0.0
+        self.lock = threading.Lock()
+
+    def add(self, pids: list[int]) -> None:
+        with self.lock:
+            self.pids.update(pids)
+
+    def now(self) -> float:
+        t = time.monotonic()
+        with self.lock:
+            if t - self.read_at < CPU_EVERY_S:
+                return self.value
+            self.read_at = t
+            for pid in list(self.pids):
+                cpu = _proc_cpu_s(pid)
+                if cpu is None:  # gone: reaped, so its parent's children time holds it from now on
+                    self.pids.discard(pid)
+                    self.last.pop(pid, None)
+                    continue
+                self.last[pid] = cpu
+            self.value = sum(self.last.values())
+            return self.value
+
+
 class Accounting:
     """Run-queue delay and CPU time of every thread of a process tree, sampled (a thread's last sample counts)."""
 
@@ -66,8 +122,10 @@ class Accounting:
         self.root = root
         self.threads: dict[tuple[int, int], tuple[int, int]] = {}  # (pid, tid) -> (cpu ns, wait ns)
 
-    def sample(self) -> None:
-        for pid in _descendants(self.root):
+    def sample(self) -> list[int]:
+        """Read every thread of the tree now; returns the tree's pids."""
+        pids = _descendants(self.root)
+        for pid in pids:
             try:
                 tids = os.listdir(f"/proc/{pid}/task")
             except OSError:
@@ -79,6 +137,7 @@ class Accounting:
                 except (OSError, ValueError):
                     continue
                 self.threads[(pid, int(tid))] = (cpu, wait)
+        return pids
 
     def totals(self) -> dict[str, float]:
         return {"cpu_s": sum(c for c, _ in self.threads.values()) / 1e9,
@@ -200,11 +259,12 @@ def _preexec(cores: list[int], max_memory: int | None):
     return apply
 
 
-def _pump_lines(stream, log_path: Path, timeline_path: Path, start: float) -> None:
+def _pump_lines(stream, log_path: Path, timeline_path: Path, start: float, cpu: TreeCPU | None = None) -> None:
     with open(log_path, "ab") as log, open(timeline_path, "a", encoding="ascii") as timeline:
         for line in iter(stream.readline, b""):
             arrived = time.monotonic() - start
-            timeline.write(f"{arrived:.6f} {log.tell()}\n")
+            used = f" {cpu.now():.2f}" if cpu is not None else ""
+            timeline.write(f"{arrived:.6f} {log.tell()}{used}\n")
             log.write(line if line.endswith(b"\n") else line + b"\n")
             log.flush()
             timeline.flush()
@@ -246,13 +306,15 @@ def main(argv: list[str] | None = None) -> int:
             log.write(f"pump: {exc.strerror or exc}\n".encode())
         return CANNOT_START
     acct = Accounting(proc.pid)
+    tree_cpu = TreeCPU(proc.pid)
 
     def sample() -> None:
         while not stop.wait(SAMPLE_S):
-            acct.sample()
+            tree_cpu.add(acct.sample())
     threading.Thread(target=sample, daemon=True).start()
     assert proc.stdout is not None
-    reader = threading.Thread(target=_pump_lines, args=(proc.stdout, args.log, args.timeline, start), daemon=True)
+    reader = threading.Thread(target=_pump_lines, args=(proc.stdout, args.log, args.timeline, start, tree_cpu),
+                              daemon=True)
     reader.start()
     rc = proc.wait()
     # A process the command left behind may hold the pipe open: its late output is not waited for (the harness

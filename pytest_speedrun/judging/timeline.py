@@ -1,7 +1,9 @@
 """The harness's own clock of a run: when each training-step line arrived, and what that says about the time the
 run spent training.
 
-The pump (pump.py) writes, for every output line, its arrival time and byte offset in the log. From the
+The pump (pump.py) writes, for every output line, its arrival time, its byte offset in the log and the CPU
+seconds the run's processes had used by then (older timelines, and pumps without /proc, have no third column).
+From the
 training-step lines this module derives `train_time_observed_ms`, an estimate of the training time that the
 script cannot touch:
 
@@ -41,6 +43,9 @@ class Timeline:
     val_pause_ms: float  # wall time of the validations seen (train line -> validation line)
     last_line_s: float | None  # when the last line arrived
     approximate: bool = False  # the first timed step's gap had to be estimated (records 1–3 formats)
+    # CPU seconds the run's process tree had used when the first training-step line arrived (None: not recorded).
+    # Unlike first_step_s it does not grow with load, a cold page cache or waiting: it counts work done.
+    first_step_cpu_s: float | None = None
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -48,6 +53,11 @@ class Timeline:
 
 def read_lines(log_path: Path, timeline_path: Path) -> list[tuple[float, str]]:
     """(arrival seconds, line) for every timestamped line of a run; [] without a timeline."""
+    return [(t, line) for t, line, _ in read_stamped(log_path, timeline_path)]
+
+
+def read_stamped(log_path: Path, timeline_path: Path) -> list[tuple[float, str, float | None]]:
+    """(arrival seconds, line, CPU seconds used by then or None) for every timestamped line of a run."""
     try:
         data = Path(log_path).read_bytes()
         stamps = Path(timeline_path).read_text(encoding="ascii").splitlines()
@@ -55,24 +65,32 @@ def read_lines(log_path: Path, timeline_path: Path) -> list[tuple[float, str]]:
         return []
     out = []
     for stamp in stamps:
+        parts = stamp.split()
         try:
-            t_text, off_text = stamp.split()
-            t, off = float(t_text), int(off_text)
-        except ValueError:
+            t, off = float(parts[0]), int(parts[1])
+            cpu = float(parts[2]) if len(parts) == 3 else None
+        except (ValueError, IndexError):
+            continue
+        if len(parts) > 3:
             continue
         end = data.find(b"\n", off)
-        out.append((t, data[off:end if end >= 0 else len(data)].decode("utf-8", errors="replace")))
+        out.append((t, data[off:end if end >= 0 else len(data)].decode("utf-8", errors="replace"), cpu))
     return out
 
 
-def derive(lines: list[tuple[float, str]], source: str | None = None) -> Timeline | None:
-    """The timeline of a run from its timestamped lines; None when it printed no training-step line."""
-    if any(SEPARATOR in text for _, text in lines):  # records 15-21 echo their source above the last separator
-        last = max(i for i, (_, text) in enumerate(lines) if SEPARATOR in text)
-        lines = lines[last + 1:]
+def derive(lines: list[tuple[float, str]] | list[tuple[float, str, float | None]],
+           source: str | None = None) -> Timeline | None:
+    """The timeline of a run from its timestamped lines, (t, text) or (t, text, cpu); None when it printed no
+    training-step line."""
+    stamped = [(ln[0], ln[1], ln[2] if len(ln) > 2 else None) for ln in lines]
+    if any(SEPARATOR in text for _, text, _ in stamped):  # records 15-21 echo their source above the separator
+        last = max(i for i, (_, text, _) in enumerate(stamped) if SEPARATOR in text)
+        stamped = stamped[last + 1:]
     echoed = {ln.strip() for ln in source.splitlines()} if source else set()
     events: list[tuple[float, str, int, float | None]] = []  # (t, "train" | "val", step, reported ms)
-    for t, raw in lines:
+    first_cpu: float | None = None
+    seen_train = False
+    for t, raw, cpu in stamped:
         line = _RANK_PREFIX.sub("", raw.strip()).strip()
         if not line or line in echoed:
             continue
@@ -82,6 +100,10 @@ def derive(lines: list[tuple[float, str]], source: str | None = None) -> Timelin
             events.append((t, "train", int(m.group(1)), float(m.group(4))))
         elif TRAIN_LINE_OLD.match(line):
             events.append((t, "train", int(line.split()[1].split("/")[0]), None))
+        else:
+            continue
+        if events[-1][1] == "train" and not seen_train:
+            seen_train, first_cpu = True, cpu
     trains = [i for i, e in enumerate(events) if e[1] == "train"]
     if not trains:
         return None
@@ -116,7 +138,8 @@ def derive(lines: list[tuple[float, str]], source: str | None = None) -> Timelin
     return Timeline(train_time_observed_ms=observed, timed_steps=timed_count,
                     warmup_steps=sum(1 for i in trains if i <= start), unclocked_steps=unclocked,
                     first_step_s=events[trains[0]][0], val_pause_ms=1000.0 * val_pause,
-                    last_line_s=lines[-1][0] if lines else None, approximate=approximate)
+                    last_line_s=stamped[-1][0] if stamped else None, approximate=approximate,
+                    first_step_cpu_s=first_cpu)
 
 
 def of_run(log_path: Path, timeline_path: Path, script: Path | None = None) -> Timeline | None:
@@ -127,4 +150,4 @@ def of_run(log_path: Path, timeline_path: Path, script: Path | None = None) -> T
             source = Path(script).read_text(encoding="utf-8", errors="replace")
         except OSError:
             source = None
-    return derive(read_lines(log_path, timeline_path), source)
+    return derive(read_stamped(log_path, timeline_path), source)

@@ -159,6 +159,8 @@ class Calibrator:
             return None
         if len(entry.get("train_times_ms", [])) < (runs or self.runs) or "untimed_s" not in entry:
             return None
+        if "pre_step_s" in entry and "pre_step_cpu_s" not in entry:  # measured before the pump counted CPU time
+            return None
         return entry
 
     def _one(self, task: Task, script: Path, log: Path, seed: int, name: str) -> tuple[Execution, str]:
@@ -197,6 +199,9 @@ class Calibrator:
         observed = {"untimed_steps": max(t.warmup_steps + t.unclocked_steps for t in clock),
                     "pre_step_s": statistics.median(t.first_step_s for t in clock if t.first_step_s is not None)
                     } if clock and all(t.first_step_s is not None for t in clock) else {}
+        if observed:  # None where the pump could not read CPU times (no /proc)
+            observed["pre_step_cpu_s"] = (statistics.median(t.first_step_cpu_s for t in clock)
+                                          if all(t.first_step_cpu_s is not None for t in clock) else None)
         return {**observed, "probes_s": probes, "train_time_ms": geometric_mean(times), "train_times_ms": times,
                 "val_losses": losses,
                 "steps": ex.metrics.steps, "untimed_s": statistics.median(untimed), "disturbed": disturbed,
@@ -293,6 +298,6 @@ class Calibrator:
                          start_untimed_s=start["untimed_s"], n_start=len(start["train_times_ms"]),
                          n_target=len(target["train_times_ms"]), spread=self.spread(fid), state=state,
                          disturbed=disturbed, start_untimed_steps=start.get("untimed_steps"),
-                         start_pre_step_s=start.get("pre_step_s"),
+                         start_pre_step_s=start.get("pre_step_s"), start_pre_step_cpu_s=start.get("pre_step_cpu_s"),
                          probe_s=statistics.median(probes) if (probes := start.get("probes_s", [])
                                                                + target.get("probes_s", [])) else None)

@@ -1,6 +1,6 @@
 THREAT = "untimed precompute before the first step line, printing nothing (15 s of CPU work)"
 EXPECTED_STATUS = "suspicious"
-EXPECTED_REASON = "passed before the first training step line"
+EXPECTED_REASON = "before the first training step line"
 
 from _common import edit  # noqa: E402
 
