@@ -30,17 +30,18 @@ def test_calibration_measures_both_records_and_caches_them(tmp_path: Path, calib
     assert _runs(calibrator) == 2
 
 
-def test_references_carry_the_start_records_pre_step_cpu_time_and_older_entries_are_re_measured(
+def test_references_carry_the_start_records_cpu_and_pause_figures_and_older_entries_are_re_measured(
         tmp_path: Path, calibrator: Calibrator) -> None:
     import json
 
     task = load_task(write_suite(tmp_path, works=(0.4, 0.2)) / "mini01.toml")
     ref = calibrator.reference(task)
     assert ref.start_pre_step_cpu_s is not None and 0 < ref.start_pre_step_cpu_s <= ref.start_pre_step_s + 0.05
-    for entry in (calibrator.cache_dir / "calibration").glob("*.json"):  # as written before the pump counted CPU
+    assert ref.start_val_pause_s is not None and ref.start_val_pause_s >= 0
+    for entry in (calibrator.cache_dir / "calibration").glob("*.json"):  # as written before these two figures
         data = json.loads(entry.read_text())
         if "pre_step_cpu_s" in data:
-            del data["pre_step_cpu_s"]
+            del data["pre_step_cpu_s"], data["val_pause_s"]
             entry.write_text(json.dumps(data))
     logs = sorted((calibrator.cache_dir / "calibration").glob("*/run0.log"))
     before = [p.stat().st_mtime_ns for p in logs]

@@ -19,9 +19,11 @@ REF = Reference(20_000.0, 12_000.0, "calibrated:x", start_steps=100, start_untim
 
 
 def _run(reported_ms: float, observed_ms: float = 10_000.0, warmup: int = 5, unclocked: int = 0,
-         first_step_s: float = 5.0, first_step_cpu_s: float | None = None) -> Execution:
+         first_step_s: float = 5.0, first_step_cpu_s: float | None = None, val_pause_ms: float = 500.0,
+         val_pauses: int = 2) -> Execution:
     tl = Timeline(train_time_observed_ms=observed_ms, timed_steps=95, warmup_steps=warmup, unclocked_steps=unclocked,
-                  first_step_s=first_step_s, val_pause_ms=500.0, last_line_s=20.0, first_step_cpu_s=first_step_cpu_s)
+                  first_step_s=first_step_s, val_pause_ms=val_pause_ms, last_line_s=20.0,
+                  first_step_cpu_s=first_step_cpu_s, val_pauses=val_pauses)
     return Execution(outcome=RunOutcome(exit_code=0, wall_s=25.0, log_path=Path("run.log"), timed_out=False),
                      metrics=Metrics(val_loss=3.6, train_time_ms=reported_ms, step=100, steps=100),
                      verdict=Verdict("passed"), timeline=tl)
@@ -60,8 +62,8 @@ def test_cpu_work_before_the_first_step_line_is_bounded_even_when_the_references
     """The CI failure this rule fixes: the start record's pre-step wall time was measured slow (cold page cache, a
     loaded machine), so 3 s of hidden work fitted under the wall allowance; its CPU seconds do not inflate."""
     ref = replace(REF, start_pre_step_s=9.0, start_pre_step_cpu_s=5.0)
-    cpu_limit = checks.pre_step_limit(5.0, 20_000.0)
-    assert cpu_limit < 5.0 + 3.0 < checks.pre_step_limit(9.0, 20_000.0)
+    cpu_limit = checks.untimed_limit(5.0, 20_000.0)
+    assert cpu_limit < 5.0 + 3.0 < checks.untimed_limit(9.0, 20_000.0)
     honest = _run(10_000.0, first_step_s=5.2, first_step_cpu_s=5.1)
     assert checks.timeline_reasons([honest], ref) == ([], [])
     _, suspicious = checks.timeline_reasons([_run(10_000.0, first_step_s=8.2, first_step_cpu_s=8.1)], ref)
@@ -81,19 +83,37 @@ def test_wall_time_beyond_its_allowance_is_flagged_even_when_the_cpu_was_idle() 
     assert suspicious and "20.0 s passed before the first training step line" in suspicious[0]
 
 
+def test_time_in_validation_pauses_beyond_the_start_records_is_suspicious() -> None:
+    """The script's clock is stopped while it validates: work hidden there (a background thread, or a sleep standing
+    in for one) is untimed. As many of the start record's pauses as the run made, plus the allowance, pass: tiny04's
+    target validates 3 times where its start record validates twice."""
+    ref = replace(REF, start_val_pause_s=1.75)
+    two = checks.untimed_limit(1.75 * 2, 20_000.0)  # 3.5 * 1.25 + 1 s
+    assert checks.timeline_reasons([_run(10_000.0, val_pause_ms=1000.0 * (two - 0.1))], ref) == ([], [])
+    assert checks.timeline_reasons([_run(10_000.0, val_pause_ms=5250.0, val_pauses=3)], ref) == ([], [])
+    _, suspicious = checks.timeline_reasons([_run(10_000.0, val_pause_ms=1000.0 * (3.5 + 8.0))], ref)
+    assert suspicious == [f"11.5 s passed in 2 validation pauses, from a training step line to the validation line "
+                          f"(the start record: 1.8 s each; limit {two:.1f} s): work while the clock is stopped for "
+                          "validation"]
+    # a run that pauses for no validation gets the allowance alone
+    _, none = checks.timeline_reasons([_run(10_000.0, val_pause_ms=1500.0, val_pauses=0)], ref)
+    assert none and "in 0 validation pauses" in none[0]
+    assert checks.timeline_reasons([_run(10_000.0, val_pause_ms=20_000.0)], REF) == ([], [])  # no figure, no rule
+
+
 def test_the_pre_step_allowance_never_drops_below_the_start_up_jitter() -> None:
     """A fake task with t_i 0.3 s and a 0.1 s start record: interpreter start jitter alone must not flag it (a CI
     run once took 0.13 s), while a second more than the floor still does."""
     tiny = Reference(302.0, 153.0, "calibrated:x", start_steps=10, start_untimed_steps=0, start_pre_step_s=0.1)
     floor = 0.1 * (1 + checks.PRE_STEP_SLACK) + checks.PRE_STEP_FLOOR_S
-    assert checks.pre_step_limit(0.1, 302.0) == pytest.approx(floor)
+    assert checks.untimed_limit(0.1, 302.0) == pytest.approx(floor)
     assert checks.timeline_reasons([_run(300.0, observed_ms=300.0, warmup=0, first_step_s=0.13)], tiny) == ([], [])
     _, suspicious = checks.timeline_reasons([_run(300.0, observed_ms=300.0, warmup=0, first_step_s=floor + 1.0)],
                                             tiny)
     assert suspicious and "untimed work before training" in suspicious[0]
     # where 5% of t_i is more than the floor, the floor changes nothing
-    assert checks.pre_step_limit(5.0, 20_000.0) == pytest.approx(5.0 * 1.25 + 1.0)
-    assert checks.pre_step_limit(5.0, 100_000.0) == pytest.approx(5.0 * 1.25 + 5.0)
+    assert checks.untimed_limit(5.0, 20_000.0) == pytest.approx(5.0 * 1.25 + 1.0)
+    assert checks.untimed_limit(5.0, 100_000.0) == pytest.approx(5.0 * 1.25 + 5.0)
 
 
 def test_runs_without_a_timeline_or_references_without_clock_figures_are_not_judged_by_it() -> None:

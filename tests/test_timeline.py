@@ -38,6 +38,7 @@ def test_observed_time_counts_the_timed_steps_only() -> None:
     tl = timeline.derive(lines)
     assert tl is not None
     assert tl.train_time_observed_ms == pytest.approx(timed * 1000)
+    assert tl.val_pauses == 2 and tl.val_pause_ms == pytest.approx(2 * 500.0)  # steps 10 and 20; step 0 is no pause
     assert (tl.timed_steps, tl.warmup_steps, tl.unclocked_steps) == (15, 5, 0)
     assert tl.val_pause_ms == pytest.approx(1000.0)  # steps 10 and 20; step 0 has no training line before it
     assert tl.first_step_s == pytest.approx(3.6) and not tl.approximate

@@ -14,7 +14,11 @@ Timeline rules (see docs/integrity.md for the bounds and why):
   advance) than the start record had is `suspicious`, with the counts;
 * untimed work before the first training-step line beyond the start record's by more than PRE_STEP_FRACTION of
   t_i (at least PRE_STEP_FLOOR_S) plus PRE_STEP_SLACK of the start's own is `suspicious`: counted in CPU seconds
-  where the pump recorded them (load cannot inflate those), and in wall seconds in any case.
+  where the pump recorded them (load cannot inflate those), and in wall seconds in any case;
+* wall time in validation pauses (from a training-step line to the validation line after it, while the script's
+  clock is stopped) beyond as many of the start record's pauses, by the same allowance, is `suspicious`: the
+  clock stops there, so work hidden there is untimed. Per pause, so a solution may validate more often than its
+  start record; the untimed-work rule bounds what many extra validations could hide.
 """
 
 from __future__ import annotations
@@ -96,26 +100,35 @@ def timeline_reasons(runs: Sequence, ref: Reference) -> tuple[list[str], list[st
                 f"{which}{untimed} training steps ran outside the script's clock ({tl.warmup_steps} before it "
                 f"started, {tl.unclocked_steps} while it did not advance); the start record has "
                 f"{ref.start_untimed_steps}")
+        cpu_flagged = False  # one reason for the work before the first step line: CPU seconds, else wall
         if ref.start_pre_step_cpu_s is not None and tl.first_step_cpu_s is not None:
-            limit = pre_step_limit(ref.start_pre_step_cpu_s, ref.t_start_ms)
-            if tl.first_step_cpu_s > limit:
+            limit = untimed_limit(ref.start_pre_step_cpu_s, ref.t_start_ms)
+            if cpu_flagged := tl.first_step_cpu_s > limit:
                 suspicious.append(
                     f"{which}{tl.first_step_cpu_s:.1f} s of CPU time was used before the first training step line "
                     f"(the start record: {ref.start_pre_step_cpu_s:.1f} s; limit {limit:.1f} s): untimed work "
                     "before training")
-                continue
-        if ref.start_pre_step_s is not None and tl.first_step_s is not None:
-            limit = pre_step_limit(ref.start_pre_step_s, ref.t_start_ms)
+        if ref.start_pre_step_s is not None and tl.first_step_s is not None and not cpu_flagged:
+            limit = untimed_limit(ref.start_pre_step_s, ref.t_start_ms)
             if tl.first_step_s > limit:
                 suspicious.append(
                     f"{which}{tl.first_step_s:.1f} s passed before the first training step line (the start record: "
                     f"{ref.start_pre_step_s:.1f} s; limit {limit:.1f} s): untimed work before training")
+        if ref.start_val_pause_s is not None:
+            paused = tl.val_pause_ms / 1000.0
+            limit = untimed_limit(ref.start_val_pause_s * tl.val_pauses, ref.t_start_ms)
+            if paused > limit:
+                suspicious.append(
+                    f"{which}{paused:.1f} s passed in {tl.val_pauses} validation pauses, from a training step line "
+                    f"to the validation line (the start record: {ref.start_val_pause_s:.1f} s each; limit "
+                    f"{limit:.1f} s): work while the clock is stopped for validation")
     return tampered, suspicious
 
 
-def pre_step_limit(start_pre_step_s: float, t_start_ms: float) -> float:
-    """The most untimed time (wall or CPU seconds) before the first training-step line a solution may take."""
-    return start_pre_step_s * (1 + PRE_STEP_SLACK) + max(PRE_STEP_FRACTION * t_start_ms / 1000.0, PRE_STEP_FLOOR_S)
+def untimed_limit(start_s: float, t_start_ms: float) -> float:
+    """The most untimed time a solution may take where the start record takes `start_s`: before the first
+    training-step line (wall or CPU seconds), or in validation pauses."""
+    return start_s * (1 + PRE_STEP_SLACK) + max(PRE_STEP_FRACTION * t_start_ms / 1000.0, PRE_STEP_FLOOR_S)
 
 
 def check(task: Task, ref: Reference, runs: Sequence, *, start_text: str, solution_text: str,

@@ -46,6 +46,7 @@ class Timeline:
     # CPU seconds the run's process tree had used when the first training-step line arrived (None: not recorded).
     # Unlike first_step_s it does not grow with load, a cold page cache or waiting: it counts work done.
     first_step_cpu_s: float | None = None
+    val_pauses: int = 0  # the validations that val_pause_ms covers (those right after a training-step line)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -113,13 +114,14 @@ def derive(lines: list[tuple[float, str]] | list[tuple[float, str, float | None]
         ra, rb = events[a][3], events[b][3]
         if ra is not None and rb is not None and rb < ra:
             start = a
-    gaps, unclocked, val_pause = [], 0, 0.0
+    gaps, unclocked, val_pause, pauses = [], 0, 0.0, 0
     for i in range(1, len(events)):
         t, kind, _, reported = events[i]
         gap = t - events[i - 1][0]
         if kind == "val":
             if events[i - 1][1] == "train":
                 val_pause += gap
+                pauses += 1
             continue
         if i <= start:
             continue
@@ -139,7 +141,7 @@ def derive(lines: list[tuple[float, str]] | list[tuple[float, str, float | None]
                     warmup_steps=sum(1 for i in trains if i <= start), unclocked_steps=unclocked,
                     first_step_s=events[trains[0]][0], val_pause_ms=1000.0 * val_pause,
                     last_line_s=stamped[-1][0] if stamped else None, approximate=approximate,
-                    first_step_cpu_s=first_cpu)
+                    first_step_cpu_s=first_cpu, val_pauses=pauses)
 
 
 def of_run(log_path: Path, timeline_path: Path, script: Path | None = None) -> Timeline | None:

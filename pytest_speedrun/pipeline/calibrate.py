@@ -159,8 +159,8 @@ class Calibrator:
             return None
         if len(entry.get("train_times_ms", [])) < (runs or self.runs) or "untimed_s" not in entry:
             return None
-        if "pre_step_s" in entry and "pre_step_cpu_s" not in entry:  # measured before the pump counted CPU time
-            return None
+        if "pre_step_s" in entry and not {"pre_step_cpu_s", "val_pause_s"} <= entry.keys():
+            return None  # measured before the timeline rules read CPU time and validation pauses
         return entry
 
     def _one(self, task: Task, script: Path, log: Path, seed: int, name: str) -> tuple[Execution, str]:
@@ -199,7 +199,11 @@ class Calibrator:
         observed = {"untimed_steps": max(t.warmup_steps + t.unclocked_steps for t in clock),
                     "pre_step_s": statistics.median(t.first_step_s for t in clock if t.first_step_s is not None)
                     } if clock and all(t.first_step_s is not None for t in clock) else {}
-        if observed:  # None where the pump could not read CPU times (no /proc)
+        if observed:
+            # seconds per validation pause (None: the record pauses for none)
+            observed["val_pause_s"] = (statistics.median(t.val_pause_ms / 1000.0 / t.val_pauses for t in clock)
+                                       if all(t.val_pauses for t in clock) else None)
+            # None where the pump could not read CPU times (no /proc)
             observed["pre_step_cpu_s"] = (statistics.median(t.first_step_cpu_s for t in clock)
                                           if all(t.first_step_cpu_s is not None for t in clock) else None)
         return {**observed, "probes_s": probes, "train_time_ms": geometric_mean(times), "train_times_ms": times,
@@ -299,5 +303,6 @@ class Calibrator:
                          n_target=len(target["train_times_ms"]), spread=self.spread(fid), state=state,
                          disturbed=disturbed, start_untimed_steps=start.get("untimed_steps"),
                          start_pre_step_s=start.get("pre_step_s"), start_pre_step_cpu_s=start.get("pre_step_cpu_s"),
+                         start_val_pause_s=start.get("val_pause_s"),
                          probe_s=statistics.median(probes) if (probes := start.get("probes_s", [])
                                                                + target.get("probes_s", [])) else None)

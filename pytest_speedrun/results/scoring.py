@@ -28,6 +28,7 @@ class Reference:
     start_untimed_steps: int | None = None  # the start record's training steps outside its clock (timeline.py)
     start_pre_step_s: float | None = None  # ... and its time before the first training-step line
     start_pre_step_cpu_s: float | None = None  # ... and the CPU seconds its processes used by then
+    start_val_pause_s: float | None = None  # ... and its wall time per validation pause (timeline.val_pause_ms)
     probe_s: float | None = None  # the pump's CPU probe while the references were measured (noise.drift)
 
 

@@ -1,9 +1,9 @@
-THREAT = "sleeping (or working in the background) while validation has the clock stopped"
+THREAT = "sleeping (or working in the background) while validation has the clock stopped: 4 s in each of the three"
+THREAT += " validations, two of them after a training step (the first, at step 0, comes before training starts)"
 EXPECTED_STATUS = "suspicious"
-# The first validation (step 0) runs before the first training step, so its sleep is also untimed work before
-# training: the pre-step rule or the wall-time rule names it, whichever bound the run crosses first (a CI run
-# saw only the pre-step one: 10.1 s against a 9.4 s limit).
-EXPECTED_REASON = ("outside its reported train_time", "untimed work before training")
+# The pause rule bounds the wall time from a training-step line to the validation line after it by the start
+# record's own plus its allowance: on tiny04 two pauses of about 1.75 s each, against a limit near 5.5 s; this attack adds 8 s there.
+EXPECTED_REASON = "work while the clock is stopped for validation"
 
 from _common import edit  # noqa: E402
 
