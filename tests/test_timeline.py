@@ -84,7 +84,7 @@ def test_records_15_to_21_format_without_train_loss() -> None:
 
 def test_no_training_lines_no_timeline() -> None:
     assert timeline.derive([(1.0, "hello")]) is None
-    assert timeline.read_lines(Path("/nonexistent.log"), Path("/nonexistent.timeline")) == []
+    assert timeline.read_stamped(Path("/nonexistent.log"), Path("/nonexistent.timeline")) == []
 
 
 SCRIPT = '''\

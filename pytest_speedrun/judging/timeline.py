@@ -52,13 +52,9 @@ class Timeline:
         return asdict(self)
 
 
-def read_lines(log_path: Path, timeline_path: Path) -> list[tuple[float, str]]:
-    """(arrival seconds, line) for every timestamped line of a run; [] without a timeline."""
-    return [(t, line) for t, line, _ in read_stamped(log_path, timeline_path)]
-
-
 def read_stamped(log_path: Path, timeline_path: Path) -> list[tuple[float, str, float | None]]:
-    """(arrival seconds, line, CPU seconds used by then or None) for every timestamped line of a run."""
+    """(arrival seconds, line, CPU seconds used by then or None) for every timestamped line of a run; [] without
+    a timeline."""
     try:
         data = Path(log_path).read_bytes()
         stamps = Path(timeline_path).read_text(encoding="ascii").splitlines()
@@ -67,12 +63,12 @@ def read_stamped(log_path: Path, timeline_path: Path) -> list[tuple[float, str, 
     out = []
     for stamp in stamps:
         parts = stamp.split()
+        if len(parts) not in (2, 3):
+            continue
         try:
             t, off = float(parts[0]), int(parts[1])
             cpu = float(parts[2]) if len(parts) == 3 else None
-        except (ValueError, IndexError):
-            continue
-        if len(parts) > 3:
+        except ValueError:
             continue
         end = data.find(b"\n", off)
         out.append((t, data[off:end if end >= 0 else len(data)].decode("utf-8", errors="replace"), cpu))
