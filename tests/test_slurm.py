@@ -77,6 +77,7 @@ def test_a_task_runs_as_a_slurm_job_with_the_same_checks(pytester: pytest.Pytest
     assert json.loads((art / "run.slurm.json").read_text())["job_id"] == record["slurm_job_id"]
 
 
+@pytest.mark.slow
 def test_a_tiny_task_runs_end_to_end_as_slurm_jobs(pytester: pytest.Pytester, slurm_cluster: dict, cache_dir: Path,
                                                   monkeypatch) -> None:
     """A real tiny record (torch, the generated corpus) trained in a Slurm job; the calibration runs of t_i and
