@@ -9,6 +9,7 @@ about 30 minutes on a 2-core machine) are skipped unless `--run-slow` is given o
 (`pytest -m slow`). `.ci/run` runs them after the default run, so CI exercises both.
 """
 
+import re
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def _runs_slow(config: pytest.Config) -> bool:
-    return bool(config.getoption("run_slow")) or "slow" in (config.option.markexpr or "")
+    return bool(config.getoption("run_slow")) or re.search(r"\bslow\b", config.option.markexpr or "") is not None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

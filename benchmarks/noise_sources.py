@@ -17,14 +17,14 @@ harness cannot see, so cannot correct for: only its spread can be measured.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-import re
 import statistics
 import sys
 from pathlib import Path
 
-FINAL = re.compile(r"step:(\d+)/\1 val_loss:(\S+) train_time:(\d+)ms")
+from pytest_speedrun.execution.runner import read_cpu_stats, timeline_path
+from pytest_speedrun.judging.metrics import MetricsError, parse_log
+from pytest_speedrun.judging.timeline import TRAIN_LINE, read_stamped
 
 
 def _script(log: Path) -> Path | None:
@@ -38,29 +38,27 @@ def runs(dirs: list[Path]) -> dict[str, list[dict]]:
     groups: dict[str, list[dict]] = {}
     for d in dirs:
         for log in sorted(d.rglob("*.log")):
-            stats, script = log.with_suffix(".cpu.json"), _script(log)
-            found = FINAL.findall(log.read_text(errors="replace"))
-            if not (stats.exists() and script and found):
+            cpu, script = read_cpu_stats(log), _script(log)
+            if not (cpu and script):
                 continue
-            cpu = json.loads(stats.read_text())
-            _, loss, ms = found[-1]
+            try:
+                m = parse_log(log)
+            except MetricsError:
+                continue  # a run that did not finish: no train time to compare
             key = hashlib.sha256(script.read_bytes()).hexdigest()[:12]
-            groups.setdefault(key, []).append({"ms": float(ms), "loss": loss, "mtime": log.stat().st_mtime,
-                                               "swing": within_run_swing(log.with_suffix(".timeline")),
+            groups.setdefault(key, []).append({"ms": m.train_time_ms, "loss": m.val_loss, "mtime": log.stat().st_mtime,
+                                               "swing": within_run_swing(log),
                                                "where": str(log.relative_to(d)), **cpu})
     return groups
 
 
-def within_run_swing(timeline: Path) -> float | None:
-    """The slowest quarter's median step time over the fastest quarter's, minus 1 (None without a timeline)."""
-    if not timeline.exists():
+def within_run_swing(log: Path) -> float | None:
+    """The slowest quarter's median step time over the fastest quarter's, minus 1, from the gaps between
+    consecutive training-step lines (a validation line in between breaks the pair); None without a timeline."""
+    stamped = [(t, TRAIN_LINE.match(line.strip()) is not None) for t, line, _ in read_stamped(log, timeline_path(log))]
+    steps = [b - a for (a, train_a), (b, train_b) in zip(stamped, stamped[1:]) if train_a and train_b]
+    if len(steps) < 8:
         return None
-    arrivals = [float(line.split()[0]) for line in timeline.read_text().splitlines() if line.strip()]
-    gaps = [b - a for a, b in zip(arrivals, arrivals[1:])]
-    if len(gaps) < 8:
-        return None
-    typical = statistics.median(gaps)
-    steps = [g for g in gaps if g < 3 * typical]  # a validation pause is many steps long
     q = len(steps) // 4
     medians = [statistics.median(steps[i * q:(i + 1) * q]) for i in range(4)]
     return max(medians) / min(medians) - 1
