@@ -130,8 +130,7 @@ class SpeedrunSession:
         slurm = self.settings.launcher == SLURM  # the job gets its GPUs and cores from Slurm, not from here
         if not slurm and gpus > len(self.info.gpus):
             raise MissingInput(f"task {task.id} needs {gpus} GPU(s), this machine offers {len(self.info.gpus)}"
-                               + (f" (torch timed: {task.launch.torch_version_timed})"
-                                  if task.launch.torch_version_timed else ""))
+                               + (f" (runtime: {task.launch.runtime})" if task.launch.runtime else ""))
         s = self.settings
         return RunSettings(
             dataset=dataset or self.dataset(task), threads=cores, python=s.python, timeout_s=s.timeout_s, nproc=s.nproc,

@@ -13,6 +13,7 @@ from typing import Any
 
 from pytest_speedrun.errors import TaskError
 from pytest_speedrun.files import PACKAGE_DIR, tomllib
+from pytest_speedrun.tasks.runtimes import runtime_file
 
 HINT_LEVELS = (1, 2, 3)
 _PACKAGED = PACKAGE_DIR / "suites"  # wheel installs: tasks/ is shipped inside the package
@@ -48,7 +49,7 @@ class Launch:
     timeout_s: float = 3600.0
     env: dict[str, str] = field(default_factory=dict)
     supported_gpu_counts: tuple[int, ...] = ()
-    torch_version_timed: str | None = None
+    runtime: str | None = None  # tasks/runtimes.py: the Python-plus-torch stack every run of the task uses
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ _LAUNCH = {
     "timeout_s": (_NUM, True),
     "env": (_TABLE, False),
     "supported_gpu_counts": (((list,), "a list of integers"), False),
-    "torch_version_timed": (_STR, False),
+    "runtime": (_STR, False),
 }
 _DATA = {"dataset": (_STR, True), "train_shards": (_INT, False)}
 _REFERENCE = {"source": (_STR, True)}
@@ -182,9 +183,12 @@ def load_task(manifest: Path) -> Task:
         raise chk.fail("launch.nproc_per_node", f"must be at least 1, got {launch_raw['nproc_per_node']}")
     if launch_raw["timeout_s"] <= 0:
         raise chk.fail("launch.timeout_s", f"must be positive, got {launch_raw['timeout_s']}")
+    runtime = launch_raw.get("runtime")
+    if runtime is not None and not runtime_file(manifest.parent, runtime).is_file():
+        raise chk.fail("launch.runtime", f"no runtime {runtime!r}: add {runtime_file(manifest.parent, runtime)} "
+                       "or name one that exists")
     launch = Launch(nproc_per_node=launch_raw["nproc_per_node"], timeout_s=float(launch_raw["timeout_s"]),
-                    env=dict(env), supported_gpu_counts=tuple(gpus),
-                    torch_version_timed=launch_raw.get("torch_version_timed"))
+                    env=dict(env), supported_gpu_counts=tuple(gpus), runtime=runtime)
 
     hints_raw = chk.table(raw.get("hints", {}), _HINTS, "hints.")
     hints = {int(level): chk.file(f"hints.{level}", rel) for level, rel in sorted(hints_raw.items())}
