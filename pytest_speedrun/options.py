@@ -85,7 +85,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("agent_timeout", "timeout for a command: agent, wall-time cap of an LLM search (default 3600)",
            type=float, default=3600.0, metavar="S", setting="agent_timeout_s"),
     Option("threads", "CPU threads per run (default: usable cores / xdist workers)", type=int, metavar="N"),
-    Option("python", "interpreter for training runs (default: this one)", metavar="PATH"),
+    Option("python", "interpreter for every training run, overriding each task's runtime (default: the task's "
+           "runtime, else this one)", metavar="PATH"),
+    Option("runtime", "use this interpreter for a runtime a task names, e.g. torch-2.7.1=/opt/envs/t271/bin/python; "
+           "repeatable (ini speedrun_runtimes, one NAME = PATH per line)", action="append", default=[],
+           metavar="NAME=PATH", setting="runtimes", ini="linelist", ini_name="runtimes"),
     Option("data", "directory of FineWeb .bin shards (NanoGPT suite)", metavar="DIR", setting="data_dir", path=True),
     Option("allow_suspicious", "let implausible results pass (the reasons are still reported)", action="store_true"),
     Option("sandbox", "isolate training runs: no network (netns), plus only the system, the Python environment, "

@@ -44,6 +44,8 @@ class Settings:
     agent_timeout_s: float
     threads: int | None
     python: str = sys.executable
+    python_override: bool = False  # --speedrun-python given: every run uses it, whatever runtime a task names
+    runtimes: tuple[tuple[str, str], ...] = ()  # (runtime name, interpreter) the user mapped (--speedrun-runtime)
     data_dir: Path | None = None
     allow_suspicious: bool = False
     sandbox: str = "none"
@@ -89,7 +91,7 @@ def build_settings(
     allow_suspicious: bool = False, sandbox: str = "none", max_memory: str | None = None, nproc: int | None = None,
     gpus: str | None = None, resume: bool = False, repeats: int = 1, cumulative: bool = False,
     hints_dir: Path | None = None, smoke: bool = False, launcher: str = LOCAL, slurm: SlurmConfig | None = None,
-    agent_network: bool = False, recheck_after_s: float = 900.0,
+    agent_network: bool = False, recheck_after_s: float = 900.0, runtimes: list[str] | None = None,
 ) -> Settings:
     """Validate option values; raise UsageError naming the option on the first bad one."""
     _positive("--speedrun-seeds", seeds)
@@ -107,6 +109,7 @@ def build_settings(
         raise UsageError(f"--speedrun-data={data_dir}: not a directory; point it at the folder holding the .bin shards")
     if python is not None and not Path(python).exists():
         raise UsageError(f"--speedrun-python={python}: no such interpreter")
+    mapped = parse_runtime_map(runtimes or [])
     if hints_dir is not None and not hints_dir.is_dir():
         raise UsageError(f"--speedrun-hints-dir={hints_dir}: not a directory; give the folder holding record_N/")
     if launcher not in LAUNCHERS:
@@ -118,11 +121,29 @@ def build_settings(
         agent=agent or None, suites=tuple(dict.fromkeys(suites)), regimes=tuple(parse_regimes(hints)), seeds=seeds,
         min_fsr=min_fsr, calibrate=calibrate, calibration_runs=calibration_runs, results_dir=results_dir,
         cache_dir=cache_dir or default_cache_dir(), timeout_s=timeout_s, agent_timeout_s=agent_timeout_s,
-        threads=threads, python=python or sys.executable, data_dir=data_dir, allow_suspicious=allow_suspicious,
+        threads=threads, python=python or sys.executable, python_override=python is not None, runtimes=mapped,
+        data_dir=data_dir, allow_suspicious=allow_suspicious,
         sandbox=sandbox, max_memory_bytes=parse_memory(max_memory) if max_memory else None, nproc=nproc,
         gpus=gpus, resume=resume, repeats=repeats, cumulative=cumulative, hints_dir=hints_dir, smoke=smoke,
         launcher=launcher, slurm=slurm, agent_network=agent_network, recheck_after_s=recheck_after_s,
     )
+
+
+def parse_runtime_map(entries: list[str]) -> tuple[tuple[str, str], ...]:
+    """`NAME=PATH` entries (`--speedrun-runtime`, ini `speedrun_runtimes`, where `NAME = PATH` also works) ->
+    ((name, interpreter), ...); UsageError naming the entry when it is malformed or the interpreter is missing."""
+    mapped: dict[str, str] = {}
+    for entry in entries:
+        name, sep, path = (part.strip() for part in str(entry).partition("="))
+        if not sep or not name or not path:
+            raise UsageError(f"--speedrun-runtime={entry!r} (or ini speedrun_runtimes): expected NAME=PATH, e.g. "
+                             "torch-2.7.1=/opt/envs/t271/bin/python")
+        interpreter = Path(path).expanduser()
+        if not interpreter.exists():
+            raise UsageError(f"--speedrun-runtime={name}={path} (or ini speedrun_runtimes): no such interpreter; "
+                             f"fix the path or build the runtime: pytest-speedrun runtime build {name}")
+        mapped[name] = str(interpreter)
+    return tuple(sorted(mapped.items()))
 
 
 def _check_writable(option: str, path: Path) -> None:

@@ -10,7 +10,7 @@ from pytest_speedrun.judging import status
 
 PACKAGE = Path(status.__file__).resolve().parent.parent
 WORDS = {*status.STATUSES, status.EDIT_FAILED, *status.NODE_KINDS, status.BENCHMARK, status.SMOKE,
-         *status.LAUNCHERS}
+         *status.LAUNCHERS, *status.RUNTIME_KINDS}
 # (file, word): literals that are not the vocabulary's word
 HOMONYMS = {
     ("items.py", "timeout"),  # pytest-timeout's option, ini key and plugin name

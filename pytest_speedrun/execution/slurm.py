@@ -372,3 +372,65 @@ class SlurmLauncher:
         """The job (id, state, node, submit-to-start latency) next to the log, for reports and people."""
         path = spec.log_path.with_suffix(".slurm.json")
         path.write_text(json.dumps(record, sort_keys=True) + "\n")
+
+
+# File systems Slurm nodes commonly share; a path on any other one is visible to the nodes only when it lies on
+# the same mount as the job folder, which the user already keeps on a shared file system.
+SHARED_FS = frozenset({"nfs", "nfs4", "lustre", "gpfs", "beegfs", "cephfs", "ceph", "glusterfs", "fuse.glusterfs",
+                       "wekafs", "panfs", "fuse.sshfs", "virtiofs", "9p", "cvmfs", "fuse.juicefs", "orangefs"})
+
+
+def mount_of(path: Path, mounts_file: Path = Path("/proc/mounts")) -> tuple[str, str]:
+    """(mount point, file system type) of the deepest mount holding `path` (("/", "") when unknown)."""
+    best = ("/", "")
+    try:
+        lines = mounts_file.read_text().splitlines()
+    except OSError:
+        return best
+    text = str(path)
+    for line in lines:
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        point = parts[1].replace("\\040", " ")
+        inside = text == point or text.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best[0]):
+            best = (point, parts[2])
+    return best
+
+
+def interpreter_paths(python: str) -> list[Path]:
+    """An interpreter and what it needs at run time: its venv's base Python (pyvenv.cfg's `home`), resolved."""
+    path = Path(python).expanduser().absolute()
+    paths = [path, path.resolve()]
+    cfg = path.parent.parent / "pyvenv.cfg"
+    try:
+        for line in cfg.read_text().splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() == "home" and value.strip():
+                paths.append(Path(value.strip()).resolve())
+    except OSError:
+        pass
+    return list(dict.fromkeys(paths))
+
+
+def check_visible_to_nodes(choice, settings, mounts_file: Path = Path("/proc/mounts")) -> None:
+    """Under `--speedrun-launcher=slurm`, a runtime's interpreter (built into the cache, or mapped) and its base
+    Python must be where the nodes can see them: on a shared file system, or on the job folder's mount. A
+    UsageError naming the path and the fix otherwise. pytest's own interpreter is the user's choice of Slurm
+    setup (`speedrun_slurm_setup`) and is not checked."""
+    from pytest_speedrun.judging.status import BUILT, MAPPED
+
+    if choice.kind not in (BUILT, MAPPED):
+        return
+    folder = (settings.slurm.folder if settings.slurm is not None else None) or settings.results_dir
+    job_mount = mount_of(Path(folder).absolute(), mounts_file)
+    for path in interpreter_paths(choice.python):
+        point, fstype = mount_of(path, mounts_file)
+        if fstype in SHARED_FS or (point, fstype) == job_mount:
+            continue
+        fix = ("build it with --cache-dir on a shared file system" if choice.kind == BUILT
+               else "map an interpreter on a shared file system")
+        raise UsageError(f"runtime {choice.runtime}: {path} lies on {point} ({fstype or 'unknown'}), which Slurm "
+                         f"nodes may not see (the job folder is on {job_mount[0]}); {fix}, or set "
+                         "--speedrun-python to an interpreter the nodes share")

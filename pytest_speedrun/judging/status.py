@@ -49,6 +49,16 @@ Mode = Literal["benchmark", "smoke"]
 BENCHMARK: Final = "benchmark"
 SMOKE: Final = "smoke"
 
+# Where an item's interpreter came from (execution/runtime.py): --speedrun-python, the user's mapping of the
+# runtime (--speedrun-runtime / ini speedrun_runtimes), a runtime built into the cache, or the interpreter pytest
+# runs in (a task that names no runtime, or a runtime not built whose probes pass here).
+RuntimeKind = Literal["python-option", "mapped", "built", "current"]
+PYTHON_OPTION: Final = "python-option"
+MAPPED: Final = "mapped"
+BUILT: Final = "built"
+CURRENT: Final = "current"
+RUNTIME_KINDS: Final = (PYTHON_OPTION, MAPPED, BUILT, CURRENT)
+
 Launcher = Literal["local", "slurm"]
 LOCAL: Final = "local"
 SLURM: Final = "slurm"

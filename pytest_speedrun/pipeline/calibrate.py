@@ -52,14 +52,15 @@ def _dist_version(name: str) -> str:
 
 
 def fingerprint(threads: int | None, nproc: int, python: str = sys.executable,
-                placement: dict[str, str] | None = None) -> dict[str, str]:
-    """What reference times depend on. torch's version comes from package metadata: no torch import here.
+                placement: dict[str, str] | None = None, torch: str | None = None) -> dict[str, str]:
+    """What reference times depend on. torch's version comes from package metadata: no torch import here;
+    `torch`: the version in the runs' interpreter where it is not this one (execution/runtime.py).
 
     `placement`: where runs execute when not on this machine (the Slurm resources asked for: partition,
     constraints, GPUs, setup lines). It replaces this machine's hardware in the fingerprint, so times measured
     on one kind of job are used for the same kind of job, not for whatever login node submitted them."""
     if placement is not None:
-        return {"placement": json.dumps(placement, sort_keys=True), "torch": _dist_version("torch"),
+        return {"placement": json.dumps(placement, sort_keys=True), "torch": torch or _dist_version("torch"),
                 "python": python if python != sys.executable else platform.python_version(),
                 "threads": str(threads), "nproc": str(nproc)}
     return {
@@ -68,7 +69,7 @@ def fingerprint(threads: int | None, nproc: int, python: str = sys.executable,
         "cores": str(os.cpu_count()),
         "system": platform.system(),
         "python": python if python != sys.executable else platform.python_version(),
-        "torch": _dist_version("torch"),
+        "torch": torch or _dist_version("torch"),
         "threads": str(threads),
         "nproc": str(nproc),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
@@ -138,7 +139,9 @@ class Calibrator:
         if ref.path is None:
             raise CalibrationError(f"task {task.id}: cannot calibrate {ref.describe()}: script not available locally")
         nproc = self.settings.nproc or task.launch.nproc_per_node
-        fp = fingerprint(self.settings.threads, nproc, self.settings.python, self.settings.placement)
+        runtime = self.settings.runtime
+        fp = fingerprint(self.settings.threads, nproc, self.settings.python, self.settings.placement,
+                         runtime.torch if runtime is not None else None)
         fid = fingerprint_id(fp)
         key_src = json.dumps({"fp": fid, "script": full_sha256(ref.path), "data": self.settings.dataset.root.name,
                               "val_tokens": self.settings.dataset.val_tokens, "env": task.launch.env,

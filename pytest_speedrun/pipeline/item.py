@@ -25,6 +25,7 @@ from pytest_speedrun.errors import AgentError, MetricsError, SpeedrunError
 from pytest_speedrun.execution import runner
 from pytest_speedrun.execution.answers import task_answer_holders
 from pytest_speedrun.execution.resources import Lease, no_lease
+from pytest_speedrun.execution.runtime import RuntimeChoice
 from pytest_speedrun.execution.sandbox import Sandbox
 from pytest_speedrun.files import write_atomic
 from pytest_speedrun.judging import checks, integrity, metrics, timeline
@@ -80,6 +81,7 @@ class RunSettings:
     launch: Callable[[runner.RunSpec], runner.RunOutcome] = runner.run  # local subprocess, or a Slurm job
     gpus: int | None = None  # GPUs a run asks its launcher for (Slurm); None: the lease's local GPUs
     placement: dict[str, str] | None = None  # where runs execute when not here (Slurm resources), for calibration
+    runtime: RuntimeChoice | None = None  # the task's interpreter and compat fixes (execution/runtime.py)
 
 
 def _progress_reporter(progress: Callable[[str], None] | None, log_path: Path) -> Callable[[float], None] | None:
@@ -248,6 +250,14 @@ def _agent_lease(req: ItemRequest) -> Iterator[AgentResources | None]:
         yield AgentResources(env={**env, **lease.env(req.settings.compile_cache)}, cores=lease.cores)
 
 
+def runtime_fields(choice: RuntimeChoice | None) -> dict:
+    """The record's runtime fields: the interpreter every run used, its torch and the compat fixes."""
+    if choice is None:
+        return {}
+    return {"runtime": choice.runtime, "runtime_kind": choice.kind, "python": choice.python, "torch": choice.torch,
+            "compat": tuple(choice.compat)}
+
+
 def _run_seed(seed: int, repeat: int) -> int:
     return seed if repeat == 0 else seed + 1_000_003 * repeat
 
@@ -267,6 +277,7 @@ def run_item(req: ItemRequest) -> ItemResult:
                 start_source=req.start_source or f"record {task.start.record}", repeats=req.repeats)
     if req.resume_from is not None:
         base["resumed_from"] = str(req.resume_from)
+    base.update(runtime_fields(req.settings.runtime))
     replay.mark_started(art, base["config_key"], req.settings.session_id)
     workspace, script, hints = prepare_workspace(task, req.regime, art, req.start_script)
     start_text = script.read_text(encoding="utf-8")

@@ -28,8 +28,9 @@ from pytest_speedrun.execution.resources import (
 )
 from pytest_speedrun.execution.runner import end_orphans, kill_session, process_token, store_id
 from pytest_speedrun.execution.runner import run as runner_run
+from pytest_speedrun.execution.runtime import RuntimeChoice, RuntimeChooser, materialise
 from pytest_speedrun.execution.sandbox import probe as probe_sandbox
-from pytest_speedrun.execution.slurm import SlurmConfig, SlurmLauncher
+from pytest_speedrun.execution.slurm import SlurmConfig, SlurmLauncher, check_visible_to_nodes
 from pytest_speedrun.execution.slurm_ledger import JobLedger
 from pytest_speedrun.judging.status import PASSED, SLURM
 from pytest_speedrun.pipeline.calibrate import Calibrator
@@ -86,6 +87,7 @@ class SpeedrunSession:
         self.workers = max(1, workers)
         self.pool = LeasePool(machine_pool_dir(), gpus=list(info.gpus), cores=run_cores())
         self._slurm: SlurmLauncher | None = None
+        self.runtimes = RuntimeChooser.from_settings(settings)
 
     def launcher(self):
         """How training commands run: a local subprocess, or a Slurm job (created once per process)."""
@@ -124,8 +126,17 @@ class SpeedrunSession:
             data_dir = default_data_dir()
         return fineweb_dataset(data_dir, task.train_shards)
 
+    def materialise(self, task: Task) -> tuple[Task, RuntimeChoice]:
+        """The task with its pinned scripts cached (a skip naming the fetch command otherwise), its runtime
+        chosen (a skip naming the build command when it cannot run here) and its compat fixes applied."""
+        task = resolve_task(task, self.settings.cache_dir)
+        choice = self.runtimes.choose(task)
+        if self.settings.launcher == SLURM:
+            check_visible_to_nodes(choice, self.settings)
+        return materialise(task, choice, self.settings.cache_dir), choice
+
     def run_settings(self, task: Task, who: str, on_wait=None, dataset: Dataset | None = None,
-                     progress=None) -> RunSettings:
+                     progress=None, runtime: RuntimeChoice | None = None) -> RunSettings:
         gpus, cores = self.needs(task)
         slurm = self.settings.launcher == SLURM  # the job gets its GPUs and cores from Slurm, not from here
         if not slurm and gpus > len(self.info.gpus):
@@ -133,7 +144,8 @@ class SpeedrunSession:
                                + (f" (runtime: {task.launch.runtime})" if task.launch.runtime else ""))
         s = self.settings
         return RunSettings(
-            dataset=dataset or self.dataset(task), threads=cores, python=s.python, timeout_s=s.timeout_s, nproc=s.nproc,
+            dataset=dataset or self.dataset(task), threads=cores, python=runtime.python if runtime else s.python,
+            runtime=runtime, timeout_s=s.timeout_s, nproc=s.nproc,
             sandbox=probe_sandbox(s.sandbox).configured(session_answer_holders(s), s.agent_network),
             max_memory_bytes=s.max_memory_bytes,
             lease=no_lease if slurm else (lambda: self.pool.lease(gpus, cores, who=who, on_wait=on_wait)),
@@ -159,7 +171,8 @@ class SpeedrunSession:
         if s.smoke:
             return self.run_smoke(task, name, on_wait, progress)
         assert self.agent is not None
-        task = with_external_hints(resolve_task(task, s.cache_dir), s.hints_dir)
+        task, runtime = self.materialise(task)
+        task = with_external_hints(task, s.hints_dir)
         start_script, start_source = self._cumulative_start(task, regime, seed, previous)
         key = config_key(task, self.agent, regime, seed, s.repeats, start_script)
         interrupted = None
@@ -177,10 +190,13 @@ class SpeedrunSession:
             except AgentError as exc:
                 return agent_error_result(task, self.agent, regime, seed, str(exc),
                                           item_dir(s.results_dir, self.info.session_id, name), key, start_source)
-        run_settings = self.run_settings(task, name, on_wait, progress=progress)
+        run_settings = self.run_settings(task, name, on_wait, progress=progress, runtime=runtime)
+        control = control_task(task, s.cache_dir)
+        if control is not None:  # the control runs in the same interpreter, with the same fixes as the task's
+            control = materialise(control, self.runtimes.choose(control), s.cache_dir)
         calibrator = Calibrator(cache_dir=s.cache_dir, settings=run_settings, runs=s.calibration_runs,
                                 force_before=self.info.started if s.calibrate else None,
-                                control=control_task(task, s.cache_dir), session_started=self.info.started,
+                                control=control, session_started=self.info.started,
                                 recheck_after_s=s.recheck_after_s)
         reference = calibrator.reference(task)
         result = run_item(ItemRequest(
@@ -199,8 +215,9 @@ class SpeedrunSession:
         """A few steps of the task's start script on small generated shards (see smoke.py)."""
         s = self.settings
         dataset = smoke_dataset(s.cache_dir, task.dataset)
-        task = smoke_task(resolve_task(task, s.cache_dir), dataset)
-        settings = self.run_settings(task, name, on_wait, dataset=dataset, progress=progress)
+        task, runtime = self.materialise(task)
+        task = smoke_task(task, dataset)
+        settings = self.run_settings(task, name, on_wait, dataset=dataset, progress=progress, runtime=runtime)
         settings = replace(settings, timeout_s=s.timeout_s or 900.0)
         return run_smoke(task, settings, item_dir(s.results_dir, self.info.session_id, name))
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from pytest_speedrun.data.dataset import Dataset, ensure_generated_dataset, ensure_tiny_dataset
 from pytest_speedrun.errors import SpeedrunError
 from pytest_speedrun.judging.status import INVALID, PASSED, SMOKE
-from pytest_speedrun.pipeline.item import SCRIPT_NAME, RunSettings, execute_script
+from pytest_speedrun.pipeline.item import SCRIPT_NAME, RunSettings, execute_script, runtime_fields
 from pytest_speedrun.results import record
 from pytest_speedrun.results.record import ItemResult
 from pytest_speedrun.tasks.manifest import Task
@@ -77,6 +77,6 @@ def run_smoke(task: Task, settings: RunSettings, art: Path, seed: int = 0) -> It
         start_source=f"record {task.start.record}", log_path=str(ex.outcome.log_path),
         val_loss=m.val_loss if m else None, train_time_ms=m.train_time_ms if m else None,
         step=m.step if m else None, steps=m.steps if m else None, wall_s=round(ex.outcome.wall_s, 3),
-        mode=SMOKE, started=started, finished=record.now(),
+        mode=SMOKE, started=started, finished=record.now(), **runtime_fields(settings.runtime),
     )
     return record.write(art, result)

@@ -66,6 +66,11 @@ class ItemResult:
     usage: dict = field(default_factory=dict)
     nodes: tuple[dict, ...] = ()  # search nodes (scaffolds), in the order they ran
     mode: Mode = BENCHMARK  # or SMOKE: a few steps of the start script, no val_loss asserted
+    runtime: str = ""  # the runtime the task names (tasks/runtimes.py; "" : none) and where its interpreter came
+    runtime_kind: str = ""  # from (execution/runtime.py: python-option, mapped, built, current)
+    python: str = ""  # the interpreter every run of the item used
+    torch: str = ""  # torch's version there
+    compat: tuple[str, ...] = ()  # compat fixes applied to the item's pinned scripts (tasks/compat.py)
     slurm_job_id: str | None = None  # the scored run's Slurm job (--speedrun-launcher=slurm)
     slurm_node: str | None = None
     slurm_reattached: bool = False  # --speedrun-resume found the scored run's job still in Slurm and waited on it

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_speedrun.execution.runner import tail
-from pytest_speedrun.judging.status import AGENT_ERROR, PASSED, SMOKE
+from pytest_speedrun.judging.status import AGENT_ERROR, CURRENT, PASSED, SMOKE
 from pytest_speedrun.results import stats
 from pytest_speedrun.results.record import ItemResult
 
@@ -18,7 +18,7 @@ PROPERTY_KEYS = ("agent", "model", "scaffold", "hints", "seed", "status", "val_l
                  "train_time_std_ms", "t_start_ms", "t_target_ms", "speedup", "fsr", "fsr_low", "fsr_high", "noise",
                  "reference_state", "train_time_observed_ms", "disturbed", "queued_s", "note", "repeats", "p_value",
                  "artifact_dir", "reference_source", "start_source", "config_key", "resumed", "mode", "slurm_job_id",
-                 "slurm_node", "slurm_reattached", "reasons")
+                 "slurm_node", "slurm_reattached", "runtime", "runtime_kind", "python", "torch", "compat", "reasons")
 
 
 def _fmt(value: Any) -> Any:
@@ -151,7 +151,26 @@ def summary_lines(rows: list[dict[str, Any]]) -> list[str]:
     out.append(f"mean FSR: {statistics.fmean(fsrs):.3f} [{low:.3f}, {high:.3f}] (95%) over {len(rows)} item(s), "
                f"{passed} passed (items that did not pass count as FSR 0)"
                + (f"; {resumed} resumed from the store" if resumed else ""))
-    return out + noise_lines(rows) + aggregate_lines(rows) + usage_lines(rows)
+    return out + runtime_lines(rows) + noise_lines(rows) + aggregate_lines(rows) + usage_lines(rows)
+
+
+def runtime_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """Which interpreter and torch the items ran on, and which compat fixes they used: one line per distinct
+    (runtime, where from, torch, fixes), naming its tasks (nothing for items of tasks that name no runtime and
+    ran in pytest's own interpreter)."""
+    groups: dict[tuple, list[str]] = {}
+    for r in rows:
+        if not r.get("runtime") and not r.get("compat") and r.get("runtime_kind") in ("", None, CURRENT):
+            continue
+        key = (r.get("runtime") or "none", r.get("runtime_kind") or "?", r.get("torch") or "?",
+               tuple(r.get("compat") or ()), r.get("python") or "")
+        groups.setdefault(key, []).append(str(r["task"]))
+    out = []
+    for (runtime, kind, torch, compat, python), tasks in sorted(groups.items()):
+        fixes = f"; compat: {', '.join(compat)}" if compat else ""
+        out.append(f"runtime {runtime}: {kind}, torch {torch} ({python}){fixes}: "
+                   + ", ".join(sorted(dict.fromkeys(tasks))))
+    return out
 
 
 def noise_lines(rows: list[dict[str, Any]]) -> list[str]:
