@@ -129,6 +129,65 @@ def _doctor(args: argparse.Namespace) -> int:
     return code
 
 
+def _runtime_build(args: argparse.Namespace) -> int:
+    from pytest_speedrun.execution.runtime_build import build_runtime, find_runtime
+    from pytest_speedrun.settings import default_cache_dir
+
+    runtime = find_runtime(args.suite, args.name)
+    cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    build_runtime(runtime, cache, base_python=args.python, wheels_dir=Path(args.wheels) if args.wheels else None,
+                  wheel_files=[Path(w) for w in args.wheel or []], index_url=args.index_url, offline=args.offline,
+                  rebuild=args.rebuild, log=lambda line: print(line, flush=True))
+    return 0
+
+
+def _runtime_wheels(args: argparse.Namespace) -> int:
+    from pytest_speedrun.execution.runtime_build import (
+        download_hint,
+        find_runtime,
+        required_wheels,
+        user_index_settings,
+    )
+
+    runtime = find_runtime(args.suite, args.name)
+    pins = required_wheels(runtime, python_version=args.python_version, platform=args.platform,
+                           index_url=args.index_url)
+    if args.output:
+        Path(args.output).write_text("\n".join(pins) + "\n", encoding="utf-8")
+    print("\n".join(pins))
+    print(f"# {len(pins)} pinned wheel(s) for runtime {runtime.name} (Python {args.python_version or runtime.python}, "
+          f"{args.platform})" + (f"; written to {args.output}" if args.output else ""))
+    print(f"# resolved against: {user_index_settings(index_url=args.index_url).with_runtime(runtime).describe()}")
+    print("\n".join(f"# {line}" for line in download_hint(runtime, args.python_version, args.platform)))
+    return 0
+
+
+def _runtime_list(args: argparse.Namespace) -> int:
+    from pytest_speedrun.execution.runtime_build import build_command, human_size, list_runtimes, unfinished_runtimes
+    from pytest_speedrun.settings import default_cache_dir
+    from pytest_speedrun.tasks.manifest import find_suite
+    from pytest_speedrun.tasks.runtimes import suite_runtimes
+
+    cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    done = list_runtimes(cache)
+    rows = [(r["name"], r.get("torch") or "?", r.get("cuda") or "none", r.get("python_version") or "?",
+             human_size(r.get("size_bytes", 0)), r["dir"]) for r in done]
+    if rows:
+        head = ("RUNTIME", "TORCH", "CUDA", "PYTHON", "SIZE", "WHERE")
+        widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+        for row in (head, *rows):
+            print("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
+    else:
+        print(f"no runtime built in {cache / 'runtimes'}")
+    for folder in unfinished_runtimes(cache):
+        print(f"{folder.name}: not recorded in {folder} (a build failed, was refused or is under way)")
+    names = {r["name"] for r in done}
+    missing = [rt for name, rt in suite_runtimes(find_suite(args.suite)).items() if name not in names]
+    for rt in missing:
+        print(f"{rt.name}: not built (suite {args.suite}); build it with: {build_command(rt)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pytest-speedrun", description="Tools for the pytest-speedrun benchmark.")
     parser.add_argument("--version", action="version", version=f"pytest-speedrun {__version__}")
@@ -177,6 +236,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--probe-timeout", type=float, default=180.0,
                    help="seconds the run interpreter may take to answer the torch/CUDA probe (default 180)")
     p.set_defaults(func=_doctor)
+    p = sub.add_parser("runtime", help="build the runtimes tasks run in (Python + torch, with uv) and list them")
+    rsub = p.add_subparsers(dest="what", required=True)
+    p = rsub.add_parser("build", help="build a runtime into the cache from a base Python on this machine")
+    p.add_argument("name", help="runtime name (runtimes/NAME.toml of the suite, e.g. torch-2.7.1)")
+    p.add_argument("--suite", default="nanogpt", help="suite defining the runtime (default: nanogpt)")
+    p.add_argument("--wheels", metavar="DIR", help="offline: install only from this folder of wheels (no index)")
+    p.add_argument("--wheel", action="append", metavar="FILE",
+                   help="a wheel file installed with the runtime (repeatable); a runtime with user_wheel needs torch's")
+    p.add_argument("--python", metavar="PATH",
+                   help="base interpreter (default: python3.X on PATH matching the runtime's Python)")
+    p.add_argument("--index-url", help="primary package index, replacing pip's and uv's settings")
+    p.add_argument("--offline", action="store_true", help="no network: uv's cache, --wheels and --wheel only")
+    p.add_argument("--rebuild", action="store_true", help="build again even when already built")
+    p.add_argument("--cache-dir", help="cache directory (default: $PYTEST_SPEEDRUN_CACHE or the user cache dir)")
+    p.set_defaults(func=_runtime_build)
+    p = rsub.add_parser("wheels", help="print the pinned wheels a runtime needs (to download them elsewhere)")
+    p.add_argument("name", help="runtime name (e.g. torch-2.7.1)")
+    p.add_argument("--suite", default="nanogpt", help="suite defining the runtime (default: nanogpt)")
+    p.add_argument("--python-version", help="target Python major.minor (default: the runtime's)")
+    p.add_argument("--platform", default="x86_64-unknown-linux-gnu",
+                   help="target platform, as uv names it (default: x86_64-unknown-linux-gnu)")
+    p.add_argument("--index-url", help="primary package index, replacing pip's and uv's settings")
+    p.add_argument("-o", "--output", metavar="FILE", help="also write the pins to FILE (a requirements file)")
+    p.set_defaults(func=_runtime_wheels)
+    p = rsub.add_parser("list", help="show the built runtimes (where, torch, Python, size) and those not built")
+    p.add_argument("--suite", default="nanogpt", help="suite whose unbuilt runtimes to list (default: nanogpt)")
+    p.add_argument("--cache-dir", help="cache directory (default: $PYTEST_SPEEDRUN_CACHE or the user cache dir)")
+    p.set_defaults(func=_runtime_list)
     p = sub.add_parser("report", help="render results stores to Markdown, HTML and PNG plots")
     p.add_argument("results", nargs="+", help="results store directories (e.g. .speedrun) or results.jsonl files")
     p.add_argument("--out", default="speedrun-report", help="output directory (default: speedrun-report)")

@@ -44,3 +44,7 @@ class MissingInput(SpeedrunError):
     """Something an item needs is not on this machine (data, scripts, GPUs, keys); the message says the fix.
 
     Items that hit this are skipped, not failed."""
+
+
+class RuntimeBuildError(SpeedrunError):
+    """A runtime could not be built (no base Python, no uv, uv failed, or the build's torch is not the runtime's)."""
