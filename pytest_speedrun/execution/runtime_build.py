@@ -57,6 +57,9 @@ RECORD = "runtime.json"  # the build record, written last: its presence means "b
 DEFAULT_PLATFORM = "x86_64-unknown-linux-gnu"  # uv's name for the GPU nodes' platform
 UV_TIMEOUT_S = 3 * 3600.0  # a CUDA torch is GBs of wheels on a slow mirror
 PROBE_TIMEOUT_S = 300.0  # importing a CUDA torch cold from a network file system
+# uv reads uv.toml / pyproject.toml from its working folder upwards, and `python -c` imports from it: run both in
+# the root, so a project folder's settings or a stray `torch/` never leak into a build (every path is absolute)
+NEUTRAL_CWD = Path(os.sep)
 # uv must never fetch a managed Python: air-gapped nodes cannot reach its host, and the base is the user's choice
 NO_DOWNLOADS = {"UV_PYTHON_DOWNLOADS": "never", "NO_COLOR": "1"}
 _BASE_PROBE = "import sys; print(sys.executable); print('%d.%d.%d' % sys.version_info[:3])"
@@ -154,8 +157,8 @@ def _describe_python(python: str) -> tuple[str, str] | None:
     """(real executable, version) of an interpreter, or None when it does not run (a pyenv shim for a version
     that is not selected fails here)."""
     try:
-        proc = subprocess.run([python, "-c", _BASE_PROBE], capture_output=True, text=True, timeout=60,
-                              stdin=subprocess.DEVNULL, start_new_session=True, cwd=Path.home())
+        proc = subprocess.run([python, "-I", "-c", _BASE_PROBE], capture_output=True, text=True, timeout=60,
+                              stdin=subprocess.DEVNULL, start_new_session=True, cwd=NEUTRAL_CWD)
     except (OSError, subprocess.TimeoutExpired):
         return None
     lines = proc.stdout.split()
@@ -335,7 +338,7 @@ def _run_uv(cmd: list[str], env: Mapping[str, str], log: Log, what: str, timeout
     """Run uv with its output streamed to `log`; RuntimeBuildError with uv's last error line when it fails."""
     try:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(env),
-                                stdin=subprocess.DEVNULL, start_new_session=True, cwd=Path.home(), errors="replace")
+                                stdin=subprocess.DEVNULL, start_new_session=True, cwd=NEUTRAL_CWD, errors="replace")
     except OSError as exc:
         raise RuntimeBuildError(f"{what}: cannot run uv ({exc})") from None
     expired = threading.Event()
@@ -367,7 +370,7 @@ def _run_uv(cmd: list[str], env: Mapping[str, str], log: Log, what: str, timeout
 def _uv_output(cmd: list[str], env: Mapping[str, str], what: str, timeout_s: float = 600.0) -> str:
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(env), timeout=timeout_s,
-                              stdin=subprocess.DEVNULL, start_new_session=True, cwd=Path.home(), errors="replace")
+                              stdin=subprocess.DEVNULL, start_new_session=True, cwd=NEUTRAL_CWD, errors="replace")
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise RuntimeBuildError(f"{what}: cannot run uv ({exc})") from None
     if proc.returncode != 0:
@@ -389,9 +392,9 @@ def _check_inputs(runtime: Runtime, wheels_dir: Path | None, wheel_files: Sequen
 
 def _probe_torch(python: Path) -> dict:
     try:
-        proc = subprocess.run([str(python), "-c", _TORCH_PROBE], capture_output=True, text=True,
+        proc = subprocess.run([str(python), "-I", "-c", _TORCH_PROBE], capture_output=True, text=True,
                               timeout=PROBE_TIMEOUT_S, stdin=subprocess.DEVNULL, start_new_session=True,
-                              cwd=Path.home(), env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+                              cwd=NEUTRAL_CWD)
         return json.loads(proc.stdout.strip().splitlines()[-1])
     except (OSError, subprocess.TimeoutExpired, ValueError, IndexError) as exc:
         raise RuntimeBuildError(f"built interpreter {python} cannot report its torch ({exc})") from None
@@ -526,7 +529,7 @@ def required_wheels(runtime: Runtime, *, python_version: str | None = None, plat
            platform, "--no-header", "--no-annotate", "--no-python-downloads", *indexes.args(env)]
     try:
         proc = subprocess.run(cmd, input="\n".join(runtime.requirements) + "\n", capture_output=True, text=True,
-                              env=env, timeout=600, start_new_session=True, cwd=Path.home(), errors="replace")
+                              env=env, timeout=600, start_new_session=True, cwd=NEUTRAL_CWD, errors="replace")
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise RuntimeBuildError(f"resolving runtime {runtime.name}: cannot run uv ({exc})") from None
     if proc.returncode != 0:
