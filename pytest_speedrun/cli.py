@@ -117,7 +117,8 @@ def _doctor(args: argparse.Namespace) -> int:
 
     opts = DoctorOptions(
         suite=args.suite, select=args.k, cache_dir=Path(args.cache_dir) if args.cache_dir else None,
-        data_dir=Path(args.data) if args.data else None, python=args.python or sys.executable, nproc=args.nproc,
+        data_dir=Path(args.data) if args.data else None, python=args.python or sys.executable,
+        python_override=bool(args.python), nproc=args.nproc,
         agent=args.agent, sandbox=args.sandbox, launcher=args.launcher, smoke=args.smoke,
         probe_timeout_s=args.probe_timeout)
     if args.python and not Path(args.python).exists():

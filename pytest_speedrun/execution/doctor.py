@@ -63,6 +63,7 @@ class DoctorOptions:
     cache_dir: Path | None = None
     data_dir: Path | None = None
     python: str = sys.executable
+    python_override: bool = False  # --python given: like --speedrun-python, it overrides every task's runtime
     nproc: int | None = None
     agent: str | None = None
     sandbox: str | None = None
@@ -559,7 +560,28 @@ def run_checks(opts: DoctorOptions, probe: dict[str, Any] | None = None) -> list
         check = step()
         if check is not None:
             checks.append(check)
+    if "torch" in probe:  # after the suite's own records row: which runtime each task runs in
+        at = next((i + 1 for i, c in enumerate(checks) if c.name.startswith("records")), len(checks))
+        checks[at:at] = [Check(*row) for row in runtime_rows(ctx)]
     return checks
+
+
+def runtime_rows(ctx: Context) -> list[tuple[str, str, str, str]]:
+    """The torch-compatibility verdict per runtime (doctor_runtimes.py), with the session's own choice: the
+    ini's runtime mapping (speedrun_runtimes) and --python as --speedrun-python."""
+    from pytest_speedrun.execution.doctor_runtimes import check_runtimes
+    from pytest_speedrun.execution.runtime import RuntimeChooser
+    from pytest_speedrun.settings import parse_runtime_map
+
+    raw = ctx.ini.get("speedrun_runtimes", [])
+    lines = raw.splitlines() if isinstance(raw, str) else list(raw)
+    try:
+        mapped = dict(parse_runtime_map([ln for ln in lines if ln.strip()]))
+    except SpeedrunError as exc:
+        return [("runtimes", FAIL, str(exc), f"fix speedrun_runtimes in {ctx.ini_path}")]
+    chooser = RuntimeChooser(python=ctx.opts.python, python_override=ctx.opts.python_override, mapped=mapped,
+                             cache_dir=ctx.cache_dir)
+    return check_runtimes(ctx.tasks, chooser, ctx.cache_dir, query_gpus()[0])
 
 
 def render(checks: list[Check], width: int = 56) -> str:
