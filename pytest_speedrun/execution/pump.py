@@ -9,10 +9,12 @@ standard library: it also runs on Slurm nodes and must start in milliseconds). I
   that line (seconds since the command started), the line's byte offset in the log and the CPU seconds the run's
   process tree had used by then (`TreeCPU`), so the harness has a clock of its own that the script cannot touch
   (see timeline.py);
-* samples the run-queue delay of every thread of the run (`/proc/<pid>/task/<tid>/schedstat`): the time the run
-  was ready to compute but waited for a CPU held by someone else; and, from /proc/stat, how busy the other cores
-  were and how much time the hypervisor stole from the run's cores, and a CPU probe on the run's cores before it
-  starts and after it ends (probe_s). All of it goes to the stats file at the end;
+* samples the run-queue delay and CPU time of every thread of the run (`/proc/<pid>/task/<tid>/schedstat`) and,
+  from /proc/stat, how much CPU others used on the run's cores, how busy the other cores were and how much time
+  the hypervisor stole from the run's cores, and a CPU probe on the run's cores before it starts and after it
+  ends (probe_s). From these it counts the wait that disturbed the timed work (`disturbing_wait`): the time the
+  run's working threads were ready to compute but the core was held by someone outside the run. All of it goes
+  to the stats file at the end;
 * watches its parent, the pytest process that started it. When the parent dies (its terminal closed, SIGKILL,
   OOM), the run dies too: SIGTERM to the group, a short grace, then SIGKILL to the group and to any process
   that escaped it (found by the run marker in its environment). A run never outlives its session.
@@ -116,15 +118,18 @@ class TreeCPU:
 
 
 class Accounting:
-    """Run-queue delay and CPU time of every thread of a process tree, sampled (a thread's last sample counts)."""
+    """Run-queue delay and CPU time of every thread of a process tree, sampled every SAMPLE_S (a thread's last
+    sample counts), and the wait of the run's work (`work_wait_ns`, see `interval_work_wait`)."""
 
     def __init__(self, root: int) -> None:
         self.root = root
         self.threads: dict[tuple[int, int], tuple[int, int]] = {}  # (pid, tid) -> (cpu ns, wait ns)
+        self.work_wait_ns = 0.0
 
     def sample(self) -> list[int]:
         """Read every thread of the tree now; returns the tree's pids."""
         pids = _descendants(self.root)
+        now: dict[tuple[int, int], tuple[int, int]] = {}
         for pid in pids:
             try:
                 tids = os.listdir(f"/proc/{pid}/task")
@@ -136,12 +141,68 @@ class Accounting:
                         cpu, wait = (int(x) for x in f.read().split()[:2])
                 except (OSError, ValueError):
                     continue
-                self.threads[(pid, int(tid))] = (cpu, wait)
+                now[(pid, int(tid))] = (cpu, wait)
+        self.work_wait_ns += interval_work_wait(self.threads, now)
+        self.threads.update(now)
         return pids
 
     def totals(self) -> dict[str, float]:
+        """`cpu_s` and `wait_all_s`: sums over every thread; `wait_work_s`: the wait of the run's work."""
         return {"cpu_s": sum(c for c, _ in self.threads.values()) / 1e9,
-                "wait_s": sum(w for _, w in self.threads.values()) / 1e9}
+                "wait_all_s": sum(w for _, w in self.threads.values()) / 1e9, "wait_work_s": self.work_wait_ns / 1e9}
+
+
+def interval_work_wait(before: dict[tuple[int, int], tuple[int, int]],
+                       after: dict[tuple[int, int], tuple[int, int]]) -> float:
+    """The wait of the run's work between two samples of its threads' (cpu ns, wait ns): each thread's wait in
+    the interval weighted by its demand there (CPU plus wait: the time it wanted a core). A thread doing the work
+    counts in full; idle pool workers and helpers (watchdogs, OMP threads parked between ops) next to nothing.
+    Threads that work side by side give their average wait (how much later their joint work ended); work done
+    one thread after another (torchrun's agent, then its worker) adds up, interval by interval."""
+    waits = []
+    for key, (cpu, wait) in after.items():
+        cpu0, wait0 = before.get(key, (0, 0))  # a thread born since the last sample: all of its life so far
+        waits.append((wait - wait0, (cpu - cpu0) + (wait - wait0)))
+    demand = sum(d for _, d in waits)
+    return sum(w * d for w, d in waits) / demand if demand > 0 else 0.0
+
+
+def children_cpu_s() -> float:
+    """CPU seconds of this process's reaped children and their reaped descendants (getrusage); with the command
+    reaped, its whole tree's CPU, threads that exited between samples included."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not Unix
+        return 0.0
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def outside_cpu_s(before: dict, after: dict, cores: list[int], run_cpu_s: float) -> float:
+    """Core-seconds that something other than the run (another process, interrupts, the kernel's threads) used on
+    `cores`, the cores the run was confined to, between the two `cpu_times()` readings: their busy time less
+    the hypervisor's steal (counted apart) less the run's own CPU. Resolution: a clock tick per core."""
+    busy = sum((after[c][0] - before[c][0]) - (after[c][2] - before[c][2])
+               for c in cores if c in before and c in after)
+    return max(0.0, busy - run_cpu_s)
+
+
+def disturbing_wait(wait_work_s: float, outside_s: float, n_cores: int) -> float:
+    """Seconds the run's work waited for a core that someone outside the run held.
+
+    Two bounds, the smaller wins:
+    * `wait_work_s`: the wait of the run's work (`interval_work_wait`, summed over the run). Idle threads add
+      next to nothing; it still holds the run's own threads queuing behind each other.
+    * `outside_s / n_cores`: the share of the run's cores that others used over the run. Waits beyond it are
+      the run's own threads queuing behind each other (more runnable threads than cores: an OMP pool larger than
+      the lease, compile workers): the script's own doing, the same on every run, not a disturbance.
+    Limits: the run queue does not say whom a thread waited behind, so a run that both oversubscribes its cores
+    and shares them with others is charged the others' share in full (they did take that much of the cores it
+    wanted); the second bound is over the whole run, so own queuing in one phase and others' CPU in another
+    still meet; and others' CPU is known to a clock tick per core (10 ms)."""
+    if n_cores <= 0:
+        return wait_work_s
+    return max(0.0, min(wait_work_s, outside_s / n_cores))
 
 
 def cpu_times() -> dict[int, tuple[float, float, float]]:
@@ -286,10 +347,14 @@ def main(argv: list[str] | None = None) -> int:
     # The group's SIGTERM (the harness ending the run) is for the command; the pump keeps pumping until the
     # command's output ends, so no line is lost.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # The cores the run may use: its lease, or wherever the pump itself may run (an unpinned run).
+    confined = cores or (sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [])
+    shares_cores = not cores
     if cores and hasattr(os, "sched_setaffinity"):  # the pump itself stays off the run's cores when it can
         rest = sorted(set(os.sched_getaffinity(0)) - set(cores))
         if rest:
             os.sched_setaffinity(0, rest)
+        shares_cores = not rest
     stop = threading.Event()
     if args.parent:
         if os.getppid() != args.parent:  # the parent is already gone: never start the command
@@ -297,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         threading.Thread(target=_watch_parent, args=(args.parent, args.marker, stop), daemon=True).start()
     probes = probe_on(cores)  # the run's own cores, before the run starts and after it ends
     start = time.monotonic()
-    cpus_before = cpu_times()
+    cpus_before, children_before, own_before = cpu_times(), children_cpu_s(), time.process_time()
     try:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 preexec_fn=_preexec(cores, args.max_memory))
@@ -322,9 +387,16 @@ def main(argv: list[str] | None = None) -> int:
     reader.join(timeout=LINGER_S)
     acct.sample()
     stop.set()
+    cpus_after, wall = cpu_times(), time.monotonic() - start  # before the probes, which run on the run's cores
+    totals = acct.totals()
+    # The reaped tree's CPU is complete; the samples also hold processes that escaped the tree.
+    run_cpu = max(totals["cpu_s"], children_cpu_s() - children_before)
+    pump_cpu = time.process_time() - own_before if shares_cores else 0.0  # the pump's own share of those cores
+    outside = max(0.0, outside_cpu_s(cpus_before, cpus_after, confined, run_cpu) - pump_cpu)
     probes += probe_on(cores)
-    stats = {"wall_s": time.monotonic() - start, **acct.totals(), "threads": len(acct.threads),
-             **machine_load(cpus_before, cpu_times(), cores), "probe_s": sorted(probes)[len(probes) // 2]}
+    stats = {"wall_s": wall, **totals, "threads": len(acct.threads), "outside_s": outside,
+             "run_cores": len(confined), "wait_s": disturbing_wait(totals["wait_work_s"], outside, len(confined)),
+             **machine_load(cpus_before, cpus_after, cores), "probe_s": sorted(probes)[len(probes) // 2]}
     tmp = args.stats.with_suffix(args.stats.suffix + ".tmp")
     tmp.write_text(json.dumps(stats, sort_keys=True) + "\n")
     os.replace(tmp, args.stats)

@@ -102,6 +102,15 @@ def discover_gpus(override: str | None = None, env: dict[str, str] | None = None
     return ids
 
 
+# Intra-op CPU threads of a process that feeds one GPU, at most. Such a process is launch-bound: its main thread
+# runs the Python loop and queues kernels; the records' host-side tensor work is a shard read into pinned memory
+# and the odd small conversion, and torch.compile's workers are processes of their own, sized by inductor, not
+# by OMP_NUM_THREADS. More pool threads buy nothing there, and each one parks in a spin-wait after every CPU op
+# on the cores the launching thread needs (14 on a 16-core H200 host, issue 19). Four keep a large host-side
+# copy parallel; the GPU's whole core slice stays leased, so the threads it does not get stay free.
+GPU_THREADS = 4
+
+
 @dataclass(frozen=True)
 class Lease:
     """Devices held by one run. `slot` names the set, for per-lease compile caches."""
@@ -119,8 +128,10 @@ class Lease:
     @property
     def threads(self) -> int:
         """CPU threads per process: a CPU run uses all its cores; each process of a GPU run feeds one GPU from
-        that GPU's share of the cores."""
-        return max(1, len(self.cores) // max(1, len(self.gpus)))
+        that GPU's share of the cores, with at most GPU_THREADS of them."""
+        if not self.gpus:
+            return max(1, len(self.cores))
+        return max(1, min(GPU_THREADS, len(self.cores) // len(self.gpus)))
 
     def env(self, cache_root: Path | None = None) -> dict[str, str]:
         env: dict[str, str] = {}
@@ -157,6 +168,9 @@ class LeasePool:
             state = {"gpus": {}, "cores": {}}
         for kind in ("gpus", "cores"):  # reclaim what dead processes held
             state[kind] = {k: v for k, v in state[kind].items() if pid_alive(int(v.split(":")[0]))}
+        # A GPU run's core slice, held by every GPU lease on it (slices overlap only with fewer cores than GPUs).
+        slices = {k: [t for t in v if pid_alive(int(t.split(":")[0]))] for k, v in state.get("gpu_cores", {}).items()}
+        state["gpu_cores"] = {k: v for k, v in slices.items() if v}
         return state
 
     def _write(self, state: dict) -> None:
@@ -169,12 +183,13 @@ class LeasePool:
     def try_acquire(self, n_gpus: int, n_cores: int) -> Lease | None:
         """All-or-nothing. GPU runs hold their GPUs exclusively and get each GPU's own slice of cores (`n_cores`
         is not used for them): GPUs are leased whole, so two runs never share a slice, unless the machine has
-        fewer cores than GPUs. CPU-only runs hold `n_cores` cores no other run holds."""
+        fewer cores than GPUs. CPU-only runs hold `n_cores` cores no other run holds, GPU slices included; a GPU
+        run waits while a CPU run (another session's, without GPUs) holds a core of its slice."""
         token = f"{os.getpid()}:{time.monotonic_ns()}"
         with self._lock:
             state = self._read()
             free_g = [g for g in self.gpus if g not in state["gpus"]]
-            free_c = [c for c in self.cores if str(c) not in state["cores"]]
+            free_c = [c for c in self.cores if str(c) not in state["cores"] and str(c) not in state["gpu_cores"]]
             if len(free_g) < n_gpus or (n_gpus == 0 and len(free_c) < n_cores):
                 return None
             gpus = tuple(free_g[:n_gpus])
@@ -182,11 +197,16 @@ class LeasePool:
                 per = self.cores_per_gpu()
                 cores = tuple(dict.fromkeys(self.cores[(self.gpus.index(g) * per + k) % len(self.cores)]
                                             for g in gpus for k in range(per)))
+                if any(str(c) in state["cores"] for c in cores):
+                    return None
             else:
                 cores = tuple(free_c[:n_cores])
             lease = Lease(gpus=gpus, cores=cores, token=token)
             state["gpus"].update({g: token for g in lease.gpus})
-            if not n_gpus:
+            if n_gpus:
+                for c in lease.cores:
+                    state["gpu_cores"].setdefault(str(c), []).append(token)
+            else:
                 state["cores"].update({str(c): token for c in lease.cores})
             self._write(state)
         self._held.append(lease)
@@ -197,6 +217,8 @@ class LeasePool:
             state = self._read()
             for kind in ("gpus", "cores"):
                 state[kind] = {k: v for k, v in state[kind].items() if v != lease.token}
+            slices = {k: [t for t in v if t != lease.token] for k, v in state["gpu_cores"].items()}
+            state["gpu_cores"] = {k: v for k, v in slices.items() if v}
             self._write(state)
         if lease in self._held:
             self._held.remove(lease)

@@ -164,7 +164,10 @@ def shift_check(control: Sequence[float], cached: Sequence[float], spread: Sprea
 
 
 BUSY_LIMIT = 0.25  # other cores busier than this during a run: the run is disturbed (see docs/timing.md)
-WAIT_LIMIT = 0.01  # a run that waited for its own core (or lost it to the hypervisor) more than this is disturbed
+# A run whose work waited for its own core while another process held it (the pump's `wait_s`, see
+# pump.disturbing_wait), or that lost its core to the hypervisor, more than this fraction of its time is disturbed.
+# A run's own threads queuing behind each other are not counted: that is the script's doing, on every run alike.
+WAIT_LIMIT = 0.01
 BUSY_SLOWDOWN = 1.0  # how much a fully busy neighbour core can slow a pinned run, at most (docs/timing.md)
 
 
@@ -182,15 +185,17 @@ def drift(cpu: dict[str, float], reference_probe_s: float | None) -> float:
 
 def disturbance(wait: float, cpu: dict[str, float], reference_probe_s: float | None = None) -> str:
     """Why a run's time says more about the machine than about the script ("" if it ran undisturbed). `wait`: the
-    fraction of its wall time the run waited for its own core; `cpu`: the pump's accounting (pump.py);
-    `reference_probe_s`: the pump's CPU probe while the references were measured."""
+    fraction of its wall time the run's work waited for its own core while another process held it (the pump's
+    `wait_s` over `wall_s`; stats written before the pump counted it that way hold every thread's wait, a
+    stricter figure); `cpu`: the pump's accounting (pump.py); `reference_probe_s`: the pump's CPU probe while the
+    references were measured."""
     busy, steal = cpu.get("others_busy", 0.0), cpu.get("steal", 0.0)
     moved = drift(cpu, reference_probe_s)
     if abs(moved) > DRIFT_LIMIT:
         return (f"the machine ran {abs(moved):.0%} {'slower' if moved > 0 else 'faster'} than when the references "
                 "were measured (the pump's CPU probe)")
     if wait > WAIT_LIMIT:
-        return f"the run waited {wait:.1%} of its time for its own core"
+        return f"the run waited {wait:.1%} of its time for its own core (held by other processes)"
     if steal > WAIT_LIMIT:
         return f"the hypervisor took {steal:.1%} of the run's core time"
     if busy > BUSY_LIMIT:
@@ -199,7 +204,8 @@ def disturbance(wait: float, cpu: dict[str, float], reference_probe_s: float | N
 
 
 def slowdown_bound(wait: float, cpu: dict[str, float], reference_probe_s: float | None = None) -> float:
-    """How much slower than undisturbed a run may have been, by what the pump saw (0 for an undisturbed run)."""
+    """How much slower than undisturbed a run may have been, by what the pump saw (0 for an undisturbed run). The
+    wait counts once: it is the working threads' average delay, not a sum over threads."""
     if not disturbance(wait, cpu, reference_probe_s):
         return 0.0
     busy = cpu.get("others_busy", 0.0)
