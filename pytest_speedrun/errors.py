@@ -11,6 +11,10 @@ class TaskError(SpeedrunError):
     """A task manifest (or a file it names) is malformed."""
 
 
+class CompatError(TaskError):
+    """A compat fix found the construct it repairs in a script but cannot repair it there (tasks/compat.py)."""
+
+
 class DataError(SpeedrunError):
     """A data shard is missing, truncated or not in the FineWeb `.bin` format."""
 
