@@ -384,3 +384,30 @@ def test_an_item_row_says_which_compat_fixes_and_runtime_it_ran_with_when_the_re
     older = gc.item_row({"task": "task04", "agent": "smoke", "status": "crashed", "reasons": ["exit code 1"]},
                         source)  # a record written before those fields existed
     assert older["compat"] == [] and older["runtime"] is None and older["reason"] == "exit code 1"
+
+
+@pytest.mark.slow
+def test_only_timing_runs_just_that_part_and_hands_over_from_the_crashing_record(gc: ModuleType,
+                                                                               tmp_path: Path) -> None:
+    """A later session's `--only timing`: no smoke part ran, so the first harness run of record 3 is its smoke;
+    it crashes as record 19 did, and record 2 is timed instead. No other part runs."""
+    suite, usb = stand_in_suite(tmp_path, crash=3)
+    log = tmp_path / "check.log"
+    proc = gpu_check("--only", "timing", "--suite", str(suite), "--records", str(usb), "--cache-dir",
+                     str(tmp_path / "cache"), "--log", str(log), "--runs", "2",
+                     env={**os.environ, "CUDA_VISIBLE_DEVICES": "0"})
+    text = log.read_text()
+    assert proc.returncode == 1, text[-3000:]  # a record crashed: the timing part ran, it did not pass
+    assert "== timing" in text and not re.search(r"^== (doctor|smoke|tiny-gpu|quiet-host)", text, re.MULTILINE)
+    parts = {p["name"]: p for p in json.loads(log.with_suffix(".json").read_text())["parts"]}
+    assert {n: p["status"] for n, p in parts.items() if n != "timing"} == dict.fromkeys(
+        ("doctor", "smoke", "tiny-gpu", "quiet-host"), "skipped")
+    timing = parts["timing"]
+    assert timing["status"] == "ran" and timing["figures"]["record"] == 2 and "ratio" in timing["figures"]
+    assert timing["figures"]["handed_over_from"] == [{"task": "g03", "record": 3, "side": "harness",
+                                                      "status": "crashed", "reason": RECORD19_ASSERTION}]
+    runs = [json.loads(ln)["task"] for ln in
+            (tmp_path / "cache" / "gpu-check" / "results" / "timing" / "results.jsonl").read_text().splitlines()]
+    assert runs == ["g03", "g02", "g02"]  # one run of the crashing record, then only record 2
+    keys = _source_keys(gc, stand_in_bodies(crash=3))
+    assert not [ln for ln in text.splitlines() if gc._key(ln) in keys]
