@@ -347,10 +347,23 @@ def _fake_strides_plan(source: str) -> list[_Site]:
     for block in _blocks(tree):
         for op, real_fn, fake, visible in _pairs(block, module_defs):
             real = _agreed(_result_layouts(real_fn, visible))
-            if not any(r is not None and r.kind == _TRANSPOSED for r in real):
-                continue  # nothing provably transposed: the source alone cannot show a disagreement
+            if all(r is None for r in real):
+                continue  # no output's layout can be read: the source alone cannot show a disagreement
             sites += _fake_sites(op, real, fake, starts)
     return sorted(set(sites), key=lambda s: (s.line, s.op))
+
+
+def fake_spans(source: str) -> list[tuple[str, int, int]]:
+    """(op name, first line, last line) of every fake registered for a custom op in `source`: the only code the
+    `fp8-fake-strides` fix may change (the scan of benchmarks/compat_scan.py checks it does)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    module_defs: dict[str, ast.AST] = {s.name: s for s in tree.body
+                                       if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    return sorted({(op, fake.lineno, fake.end_lineno or fake.lineno)  # type: ignore[attr-defined]
+                   for block in _blocks(tree) for op, _, fake, _ in _pairs(block, module_defs)}, key=lambda s: s[1])
 
 
 FP8_FAKE_STRIDES = CompatFix(
