@@ -517,13 +517,18 @@ class Context:
 
 def session(ctx: Context, part: str, cmd: list[str], deadline: Deadline, env: dict[str, str] | None = None
             ) -> list[dict] | None:
-    """One pytest session within the part's cap; its new result records (None when no time was left)."""
+    """One pytest session within the part's cap; its new result records (None when no time was left). A
+    session that wrote none says why in a stand-in row: stopped at the cap, or pytest's exit code."""
     if deadline.left() < MIN_RUN_S:
         return None
     store = ctx.plan.store(part)
     before = len(read_records(store, missing_ok=True))
-    ctx.log.run(cmd, cwd=ctx.plan.work, timeout_s=deadline.left(), env=env)
-    return new_records(store, before)
+    code, _ = ctx.log.run(cmd, cwd=ctx.plan.work, timeout_s=deadline.left(), env=env)
+    got = new_records(store, before)
+    if got:
+        return got
+    why = "stopped at the part's cap" if code is None else f"pytest exited {code} without a result (see the log)"
+    return [{"task": cmd[-1], "agent": "", "status": STOPPED if code is None else NO_RESULT, "reasons": [why]}]
 
 
 def run_doctor(ctx: Context, report: PartReport, deadline: Deadline) -> None:
@@ -546,8 +551,6 @@ def run_smoke(ctx: Context, report: PartReport, deadline: Deadline) -> None:
         if got is None:
             report.reasons.append(f"{task.id} not run: its part's cap was reached")
             continue
-        if not got:
-            report.items.append({"task": task.id, "status": STOPPED, "reason": "no result (stopped at the cap)"})
         for record in got:
             row = item_row(record, ctx.log.source)
             row.update(record=task.start.record, era=era(task, ctx.plan.cache))
@@ -631,7 +634,7 @@ def timing_candidates(ctx: Context) -> tuple[list[Task], str]:
 def harness_run(ctx: Context, deadline: Deadline) -> Callable[[Task], dict | None]:
     def run(task: Task) -> dict | None:
         got = session(ctx, TIMING, smoke_cmd(ctx.plan, TIMING, task), deadline)
-        if not got:
+        if not got or got[-1]["status"] == STOPPED:
             return None
         add_run_scripts(ctx, got)
         row = item_row(got[-1], ctx.log.source)
@@ -746,8 +749,6 @@ def finish_items(report: PartReport, expected: int) -> None:
 def run_tiny_gpu(ctx: Context, report: PartReport, deadline: Deadline) -> None:
     got = session(ctx, TINY_GPU, tiny_gpu_cmd(ctx.plan), deadline)
     report.items = tiny_rows(ctx, got or [], None)
-    if not got:
-        report.reasons.append(f"{ctx.plan.tiny_gpu_task} did not finish within the cap")
     finish_items(report, 1)
 
 
@@ -788,7 +789,7 @@ def fits(part: Part, allot_s: float) -> bool:
 
 
 def previous_crashes(path: Path) -> dict[str, str]:
-    """Smoke runs that crashed in the last check here, when it ran on this interpreter and torch."""
+    """Records whose runs crashed in the last check here, when it ran on this interpreter and torch."""
     try:
         last = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -799,9 +800,10 @@ def previous_crashes(path: Path) -> dict[str, str]:
     for part in last.get("parts", []):
         if part.get("name") == SMOKE:
             found.update({r["task"]: r.get("reason", "") for r in part.get("items", [])
-                          if r.get("status") not in (PASSED, STOPPED) and "task" in r})
+                          if r.get("status") == CRASHED and "task" in r})
         if part.get("name") == TIMING:
-            found.update({x["task"]: x.get("reason", "") for x in part.get("figures", {}).get("handed_over_from", [])})
+            found.update({x["task"]: x.get("reason", "") for x in part.get("figures", {}).get("handed_over_from", [])
+                          if x.get("status") == CRASHED})
     return found
 
 

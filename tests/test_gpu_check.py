@@ -411,3 +411,16 @@ def test_only_timing_runs_just_that_part_and_hands_over_from_the_crashing_record
     assert runs == ["g03", "g02", "g02"]  # one run of the crashing record, then only record 2
     keys = _source_keys(gc, stand_in_bodies(crash=3))
     assert not [ln for ln in text.splitlines() if gc._key(ln) in keys]
+
+
+def test_a_record_that_crashed_in_the_last_check_on_this_torch_is_not_tried_again(gc: ModuleType,
+                                                                                  tmp_path: Path) -> None:
+    last = tmp_path / "check.json"
+    smoke = {"name": "smoke", "items": [{"task": "task19", "status": "crashed", "reason": RECORD19_ASSERTION},
+                                        {"task": "task12", "status": "stopped"},
+                                        {"task": "task04", "status": "passed"}]}
+    last.write_text(json.dumps({"python": sys.executable, "torch": gc.torch_version(), "parts": [smoke]}))
+    assert gc.previous_crashes(last) == {"task19": RECORD19_ASSERTION}
+    last.write_text(json.dumps({"python": sys.executable, "torch": "2.7.1", "parts": [smoke]}))
+    assert gc.previous_crashes(last) == {}  # another torch: it may run there
+    assert gc.previous_crashes(tmp_path / "missing.json") == {}
