@@ -1,6 +1,6 @@
 """Execution: running a script under the harness. The runner and its pump (log, timeline, CPU accounting, death with
-the session), cores and GPUs (resources), the sandbox and the answer holders it masks, the Slurm launcher, and the
-doctor.
+the session), cores and GPUs (resources), the sandbox and the answer holders it masks, the Slurm launcher, the
+runtimes (which interpreter a task's runs use, building one with uv, the compat probes), and the doctor.
 """
 
 from pytest_speedrun.files import lazy_exports
@@ -10,6 +10,8 @@ __all__ = [
     "LeasePool",
     "RunOutcome",
     "RunSpec",
+    "RuntimeChoice",
+    "RuntimeChooser",
     "Sandbox",
     "SlurmConfig",
     "SlurmLauncher",
@@ -19,6 +21,8 @@ __all__ = [
     "kill_run",
     "probe",
     "run",
+    "build_runtime",
+    "run_compat_probes",
     "run_cores",
 ]
 
@@ -27,6 +31,8 @@ __getattr__ = lazy_exports(__name__, {
     "LeasePool": "resources",
     "RunOutcome": "runner",
     "RunSpec": "runner",
+    "RuntimeChoice": "runtime",
+    "RuntimeChooser": "runtime",
     "Sandbox": "sandbox",
     "SlurmConfig": "slurm",
     "SlurmLauncher": "slurm",
@@ -36,5 +42,7 @@ __getattr__ = lazy_exports(__name__, {
     "kill_run": "runner",
     "probe": "sandbox",
     "run": "runner",
+    "build_runtime": "runtime_build",
+    "run_compat_probes": "compat_probe",
     "run_cores": "resources",
 })

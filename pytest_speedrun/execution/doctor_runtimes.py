@@ -65,10 +65,10 @@ def _outcome(chooser, task: Task, cache_dir) -> tuple[str, str]:
     where = {BUILT: "built runtime", MAPPED: "mapped interpreter", CURRENT: "this interpreter"}.get(choice.kind,
                                                                                                   "--python")
     how = f"{where} ({choice.python}, torch {choice.torch or '?'})"
-    if choice.kind == CURRENT:
-        how += ", probes passed"
     if choice.compat:
         how += f", compat fix {', '.join(choice.compat)}"
+    elif choice.kind == CURRENT:
+        how += ", probes passed"
     return OK, how
 
 

@@ -130,7 +130,7 @@ class RuntimeChooser:
         fixes = self._fixes(task, runtime, python)
         note = f"runtime {runtime.name}: {kind}, torch {torch}"
         if kind == CURRENT:
-            note = f"runtime {runtime.name} not built: current torch {torch}, probes passed"
+            note = f"runtime {runtime.name} not built: current torch {torch}" + ("" if fixes else ", probes passed")
         if fixes:
             note += f"; compat: {', '.join(fixes)}"
         return RuntimeChoice(runtime.name, python, kind, torch, tuple(fixes), note)

@@ -8,6 +8,7 @@ marker.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tempfile
 import time
@@ -32,7 +33,7 @@ from pytest_speedrun.execution.runtime import RuntimeChoice, RuntimeChooser, mat
 from pytest_speedrun.execution.sandbox import probe as probe_sandbox
 from pytest_speedrun.execution.slurm import SlurmConfig, SlurmLauncher, check_visible_to_nodes
 from pytest_speedrun.execution.slurm_ledger import JobLedger
-from pytest_speedrun.judging.status import PASSED, SLURM
+from pytest_speedrun.judging.status import CURRENT, PASSED, SLURM
 from pytest_speedrun.pipeline.calibrate import Calibrator
 from pytest_speedrun.pipeline.item import (
     SCRIPT_NAME,
@@ -149,7 +150,7 @@ class SpeedrunSession:
             sandbox=probe_sandbox(s.sandbox).configured(session_answer_holders(s), s.agent_network),
             max_memory_bytes=s.max_memory_bytes,
             lease=no_lease if slurm else (lambda: self.pool.lease(gpus, cores, who=who, on_wait=on_wait)),
-            compile_cache=s.cache_dir / "compile", session_id=self.info.session_id, progress=progress,
+            compile_cache=compile_cache(s.cache_dir, runtime), session_id=self.info.session_id, progress=progress,
             store=store_id(s.results_dir), owner=self.info.owner,
             launch=self.launcher(), gpus=gpus if slurm else None,
             placement=self._slurm_placement(gpus) if slurm else None,
@@ -274,6 +275,17 @@ class SpeedrunSession:
         if self.owner:
             kill_session(self.info.session_id)
             shutil.rmtree(self.info.pool_dir, ignore_errors=True)
+
+
+def compile_cache(cache_dir: Path, runtime: RuntimeChoice | None) -> Path:
+    """The inductor/triton cache root of a task's runs: one per runtime, torch and set of compat fixes. inductor
+    served a graph compiled with a record's unfixed fake to its fixed copy when both shared a cache (torch 2.13,
+    CPU), so a fixed script never shares one with the original, nor one torch with another."""
+    root = cache_dir / "compile"
+    if runtime is None or (not runtime.runtime and not runtime.compat):
+        return root
+    key = "-".join(p for p in (runtime.runtime or CURRENT, runtime.torch, "+".join(runtime.compat)) if p)
+    return root / re.sub(r"[^A-Za-z0-9_.+-]", "_", key)[:120]
 
 
 def control_task(task: Task, cache_dir: Path) -> Task | None:

@@ -1,15 +1,19 @@
-"""Tasks: the suites' manifests (Task, load_suite), hint texts, and fetching and importing the pinned record scripts.
+"""Tasks: the suites' manifests (Task, load_suite), their runtimes, hint texts, fetching and importing the pinned
+record scripts, and the compat fixes applied to them.
 """
 
 from pytest_speedrun.files import lazy_exports
 
 __all__ = [
+    "FIXES",
     "FetchError",
     "Launch",
     "Record",
+    "Runtime",
     "ScriptRef",
     "Task",
     "adhoc_task",
+    "apply_fixes",
     "available_suites",
     "fetch_fineweb",
     "fetch_script",
@@ -24,12 +28,15 @@ __all__ = [
 ]
 
 __getattr__ = lazy_exports(__name__, {
+    "FIXES": "compat",
     "FetchError": "fetch",
     "Launch": "manifest",
     "Record": "manifest",
+    "Runtime": "runtimes",
     "ScriptRef": "manifest",
     "Task": "manifest",
     "adhoc_task": "manifest",
+    "apply_fixes": "compat",
     "available_suites": "manifest",
     "fetch_fineweb": "fetch",
     "fetch_script": "fetch",
