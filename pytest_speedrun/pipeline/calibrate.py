@@ -26,6 +26,7 @@ from filelock import FileLock
 
 from pytest_speedrun.data.guard import full_sha256
 from pytest_speedrun.errors import CalibrationError
+from pytest_speedrun.execution.resources import GPU_THREADS
 from pytest_speedrun.files import write_atomic
 from pytest_speedrun.pipeline.item import SCRIPT_NAME, Execution, RunSettings, execute_script
 from pytest_speedrun.results import noise
@@ -63,7 +64,7 @@ def fingerprint(threads: int | None, nproc: int, python: str = sys.executable,
         return {"placement": json.dumps(placement, sort_keys=True), "torch": torch or _dist_version("torch"),
                 "python": python if python != sys.executable else platform.python_version(),
                 "threads": str(threads), "nproc": str(nproc)}
-    return {
+    fp = {
         "machine": platform.machine(),
         "cpu": _cpu_model(),
         "cores": str(os.cpu_count()),
@@ -75,6 +76,9 @@ def fingerprint(threads: int | None, nproc: int, python: str = sys.executable,
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
         "gpus": gpu_inventory(),
     }
+    if fp["gpus"]:  # a GPU run's threads per process are the lease's (resources.GPU_THREADS), not `threads`
+        fp["gpu_threads"] = str(GPU_THREADS)
+    return fp
 
 
 def gpu_inventory(nvidia_smi: str = "nvidia-smi") -> str:
