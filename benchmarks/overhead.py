@@ -215,6 +215,7 @@ class PumpWatch(threading.Thread):
         self.pid: int | None = None
         self.reading: tuple[str, float, float] | None = None
         self.startup_cpu_s: float | None = None  # the pump's CPU when its command first shows as its child
+        self.command_end_cpu_s: float | None = None  # ... when its command no longer does (exited and reaped)
         self.final = False
 
     def _children(self, pid: int | str) -> list[int]:
@@ -244,8 +245,12 @@ class PumpWatch(threading.Thread):
                     self.reading = parse_proc_stat(Path(f"/proc/{self.pid}/stat").read_text())
                 except (OSError, IndexError, ValueError):
                     break  # reaped: the last reading stands
-                if self.startup_cpu_s is None and self._children(self.pid):
-                    self.startup_cpu_s = self.reading[1]
+                if self.command_end_cpu_s is None:
+                    has_child = bool(self._children(self.pid))
+                    if self.startup_cpu_s is None and has_child:
+                        self.startup_cpu_s = self.reading[1]
+                    elif self.startup_cpu_s is not None and not has_child:
+                        self.command_end_cpu_s = self.reading[1]
                 if self.reading[0] in "ZX":
                     self.final = True
                     break
@@ -256,7 +261,7 @@ class PumpWatch(threading.Thread):
         if self.reading is None:
             return {}
         return {"pump_cpu_s": self.reading[1], "reaped_run_cpu_s": self.reading[2], "final": self.final,
-                "pump_startup_cpu_s": self.startup_cpu_s}
+                "pump_startup_cpu_s": self.startup_cpu_s, "pump_command_end_cpu_s": self.command_end_cpu_s}
 
 
 def _resolve(target: str) -> tuple[Any, str]:
@@ -497,6 +502,10 @@ def flatten(rec: dict[str, Any], launched: float, ended: float) -> dict[str, flo
         v["outside_run"] = v["total"] - run["seconds"]
         for key in ("pump_cpu_s", "reaped_run_cpu_s", "pump_startup_cpu_s"):
             v[key] = run.get(key)
+        start_cpu, end_cpu = run.get("pump_startup_cpu_s"), run.get("pump_command_end_cpu_s")
+        if start_cpu is not None and end_cpu is not None and run.get("pump_cpu_s") is not None:
+            v["pump_during_cpu_s"] = end_cpu - start_cpu
+            v["pump_after_cpu_s"] = run["pump_cpu_s"] - end_cpu
         v["pump_final"] = 1.0 if run.get("final") else 0.0
         v["run_cpu_s"] = ex["cpu"].get("cpu_s")
         v["run_wall_s"] = ex["wall_s"]
@@ -529,13 +538,10 @@ def plugin_costs(profiles: list[dict[str, float | None]], floor_s: float = 0.005
 
 def top_costs(profiles: list[dict[str, float | None]], n: int = 5) -> list[str]:
     """The largest costs the direct run does not pay: leaf rows, and each parent row's rest (what the rows
-    indented under it do not account for), by median."""
+    indented under it do not account for, per profiled run), by median."""
     found = []
     for i, (indent, label, key) in enumerate(ROWS):
         if key in ("total", "outside_run", "profiler_setup", *SCRIPT_OWN):
-            continue
-        med = median_of(profiles, key)
-        if med is None:
             continue
         children = []
         for child_indent, _, child_key in ROWS[i + 1:]:
@@ -544,11 +550,13 @@ def top_costs(profiles: list[dict[str, float | None]], n: int = 5) -> list[str]:
             if child_indent == indent + 1:
                 children.append(child_key)
         if not children:
-            found.append((med, label.strip()))
+            med = median_of(profiles, key)
+            if med is not None:
+                found.append((med, label.strip()))
             continue
-        rest = med - sum(median_of(profiles, c) or 0.0 for c in children)
-        if rest > 0:
-            found.append((rest, f"{label.strip()}: the rest, outside the rows under it"))
+        rests = [p[key] - sum(p.get(c) or 0.0 for c in children) for p in profiles if p.get(key) is not None]
+        if rests and statistics.median(rests) > 0:
+            found.append((statistics.median(rests), f"{label.strip()}: the rest, outside the rows under it"))
     return [f"{m:7.3f} s  {label}" for m, label in sorted(found, reverse=True)[:n]]
 
 
@@ -730,9 +738,15 @@ def outer_main(args: argparse.Namespace) -> int:
         if pump is not None:
             say(f"pump CPU              : median {pump:.3f} s ({finals}/{len(profiles)} read final; others are "
                 "the last reading before it was reaped)")
+            during, after = median_of(profiles, "pump_during_cpu_s"), median_of(profiles, "pump_after_cpu_s")
             if startup is not None:
-                say(f"  of which start-up   : median {startup:.3f} s (interpreter and imports, before its command "
-                    "ran)")
+                say(f"  before its command  : median {startup:.3f} s (interpreter, imports, CPU probes)")
+            if during is not None and after is not None:
+                say(f"  while it ran        : median {during:.3f} s (line pump, timeline CPU reads, sampling, "
+                    "parent watch)")
+                say(f"  after it ended      : median {after:.3f} s (CPU probes, stats, exit)")
+                if run_cpu:
+                    say(f"  while it ran / run's CPU: {during / run_cpu:.2%}")
             if run_cpu:
                 say(f"run's CPU (reaped)    : median {run_cpu:.3f} s -> pump/run = {pump / run_cpu:.2%}")
             if stats_cpu:
