@@ -671,7 +671,7 @@ def outer_main(args: argparse.Namespace) -> int:
         cache, work = Path(tmp) / "cache", Path(tmp) / "work"
         work.mkdir()
         dataset = ensure_tiny_dataset(cache)
-        threads = cpu_threads(workers=1)
+        threads = cpu_threads()
         env = contract_env(train_glob=dataset.train_glob, val_glob=dataset.val_glob, val_tokens=dataset.val_tokens,
                            task_env=task.launch.env, seed=0, threads=threads)
         script = task.target.script.path

@@ -34,7 +34,7 @@ def main() -> int:
     tasks = load_suite(find_suite("tiny"))
     records = [tasks[0].start] + [t.target for t in tasks]
     target = tasks[0].target_val_loss
-    threads, cores = cpu_threads(1), run_cores()
+    threads, cores = cpu_threads(), run_cores()
     print(f"tiny ladder: {len(records)} records, seeds {seeds}, {threads} thread(s) per run pinned to core(s) "
           f"{cores}, target val_loss {target}")
     print(f"{'record':>6} {'steps':>5} {'train_time ms per seed':>26} {'median':>7} {'change':>6} {'CV':>5} "

@@ -84,7 +84,10 @@ OPTIONS: tuple[Option, ...] = (
            metavar="S", setting="timeout_s"),
     Option("agent_timeout", "timeout for a command: agent, wall-time cap of an LLM search (default 3600)",
            type=float, default=3600.0, metavar="S", setting="agent_timeout_s"),
-    Option("threads", "CPU threads per run (default: usable cores / xdist workers)", type=int, metavar="N"),
+    Option("threads", "CPU threads (and pinned cores) per timed CPU run (default 1)", type=int, metavar="N"),
+    Option("timed_runs", "how many timed CPU runs may run at once on this host, across xdist workers and "
+           "sessions (default 1: they take turns; agents still work in parallel)", type=int, default=1,
+           metavar="N"),
     Option("python", "interpreter for every training run, overriding each task's runtime (default: the task's "
            "runtime, else this one)", metavar="PATH"),
     Option("runtime", "use this interpreter for a runtime a task names, e.g. torch-2.7.1=/opt/envs/t271/bin/python; "
@@ -98,7 +101,8 @@ OPTIONS: tuple[Option, ...] = (
            "API); ini speedrun_agent_network", action="store_true", ini="bool",
            ini_help="default --speedrun-agent-network"),
     Option("max_memory", "address-space limit per run process, e.g. 32G", metavar="SIZE"),
-    Option("gpus", "GPU ids to use, e.g. 0,1,2,3 (default: CUDA_VISIBLE_DEVICES, else nvidia-smi -L)",
+    Option("gpus", "GPU ids to use, e.g. 0,1,2,3 (default: CUDA_VISIBLE_DEVICES, else nvidia-smi -L); only "
+           "with this option do tasks without supported_gpu_counts (the tiny suite) run on a GPU",
            metavar="IDS"),
     Option("resume", "report items whose configuration already has a completed result in the store, not re-run "
            "them", action="store_true"),

@@ -61,6 +61,7 @@ class Settings:
     launcher: Launcher = LOCAL
     slurm: SlurmConfig | None = None
     recheck_after_s: float = 900.0  # a control check of the references on this machine is valid this long
+    timed_runs: int = 1  # timed CPU runs at once on this host (the timing slot's width, resources.LeasePool)
 
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -92,6 +93,7 @@ def build_settings(
     gpus: str | None = None, resume: bool = False, repeats: int = 1, cumulative: bool = False,
     hints_dir: Path | None = None, smoke: bool = False, launcher: str = LOCAL, slurm: SlurmConfig | None = None,
     agent_network: bool = False, recheck_after_s: float = 900.0, runtimes: list[str] | None = None,
+    timed_runs: int = 1,
 ) -> Settings:
     """Validate option values; raise UsageError naming the option on the first bad one."""
     _positive("--speedrun-seeds", seeds)
@@ -103,6 +105,7 @@ def build_settings(
     _positive("--speedrun-threads", threads)
     _positive("--speedrun-nproc", nproc)
     _positive("--speedrun-repeats", repeats)
+    _positive("--speedrun-timed-runs", timed_runs)
     if gpus is not None:
         parse_gpu_list(gpus)
     if data_dir is not None and not data_dir.is_dir():
@@ -126,6 +129,7 @@ def build_settings(
         sandbox=sandbox, max_memory_bytes=parse_memory(max_memory) if max_memory else None, nproc=nproc,
         gpus=gpus, resume=resume, repeats=repeats, cumulative=cumulative, hints_dir=hints_dir, smoke=smoke,
         launcher=launcher, slurm=slurm, agent_network=agent_network, recheck_after_s=recheck_after_s,
+        timed_runs=timed_runs,
     )
 
 

@@ -10,8 +10,18 @@ from pathlib import Path
 import pytest
 
 from fakes import manifest
-from pytest_speedrun.errors import MissingInput
-from pytest_speedrun.execution.resources import LeasePool, cpu_threads, discover_gpus, reserved_count, run_cores
+from pytest_speedrun.errors import MissingInput, UsageError
+from pytest_speedrun.execution.resources import (
+    FAKE_CORES_ENV,
+    NODE_SLOT_ENV,
+    LeasePool,
+    cpu_threads,
+    discover_gpus,
+    node_slot_lease,
+    node_timing_slot,
+    reserved_count,
+    run_cores,
+)
 
 pytest_plugins = ["pytester"]
 
@@ -87,9 +97,10 @@ def test_lease_env_sets_devices_threads_and_per_lease_caches(tmp_path: Path) -> 
     assert env["TRITON_CACHE_DIR"].endswith("triton/GPU-1-GPU-2")
 
 
-def test_cpu_threads_split_cores_among_workers() -> None:
+def test_a_timed_cpu_run_gets_one_thread_unless_the_threads_option_says_otherwise(monkeypatch) -> None:
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "2")  # no longer divides the cores among workers
+    assert cpu_threads() == 1
     assert cpu_threads(override=3) == 3
-    assert cpu_threads(workers=10_000) == 1
 
 
 def test_runs_leave_cores_to_the_controller_and_the_os() -> None:
@@ -97,9 +108,6 @@ def test_runs_leave_cores_to_the_controller_and_the_os() -> None:
     assert run_cores([0, 1]) == [1]  # the 2-core machine: runs on core 1, pytest and the OS on core 0
     assert run_cores([0]) == [0]
     assert run_cores(list(range(16))) == list(range(2, 16))
-    # 2 cores: one 1-thread run at a time, whatever -n says (the others queue for the core)
-    assert cpu_threads(workers=1, cores=[0, 1]) == cpu_threads(workers=2, cores=[0, 1]) == 1
-    assert cpu_threads(workers=2, cores=list(range(16))) == 7
 
 
 def test_gpu_runs_get_disjoint_pinned_cores_per_gpu(tmp_path: Path) -> None:
@@ -120,6 +128,138 @@ def test_a_lease_that_queued_says_how_long(tmp_path: Path) -> None:
         assert second.waited_s >= 0.25
     with pool.lease(0, 1) as third:
         assert third.waited_s == 0.0
+
+
+# --- the host's timing slot ------------------------------------------------------------------------------
+
+def test_a_timed_cpu_run_holds_the_hosts_only_timing_slot_and_an_agent_holds_cores_alone(tmp_path: Path) -> None:
+    pool = LeasePool(tmp_path / "pool", gpus=[], cores=[0, 1, 2, 3])
+    worker = LeasePool(tmp_path / "pool", gpus=[], cores=[0, 1, 2, 3])  # another xdist worker or session
+    first = pool.try_acquire(0, 1, timed=True)
+    assert first is not None and first.timed
+    assert worker.try_acquire(0, 1, timed=True) is None  # free cores, but the slot is held
+    agent = worker.try_acquire(0, 1)  # a command agent's lease: cores, no slot
+    assert agent is not None and not agent.timed and set(agent.cores).isdisjoint(first.cores)
+    pool.release(first)
+    second = worker.try_acquire(0, 1, timed=True)
+    assert second is not None and set(second.cores).isdisjoint(agent.cores)
+
+
+def test_timed_runs_n_lets_n_timed_runs_run_at_once(tmp_path: Path) -> None:
+    pool = LeasePool(tmp_path / "pool", gpus=[], cores=[0, 1, 2, 3], timed_runs=3)
+    held = [pool.try_acquire(0, 1, timed=True) for _ in range(3)]
+    assert all(lease is not None for lease in held)
+    assert pool.try_acquire(0, 1, timed=True) is None and pool.try_acquire(0, 1) is not None
+
+
+def test_gpu_runs_hold_their_gpus_and_no_timing_slot(tmp_path: Path) -> None:
+    pool = LeasePool(tmp_path / "pool", gpus=["a", "b"], cores=[0, 1, 2, 3])
+    gpu = pool.try_acquire(1, 0, timed=True)
+    assert gpu is not None and not gpu.timed
+    cpu = pool.try_acquire(0, 1, timed=True)  # the slot is still free for a timed CPU run
+    assert cpu is not None and cpu.timed
+
+
+def test_a_dead_processs_timing_slot_is_reclaimed(tmp_path: Path) -> None:
+    pool = LeasePool(tmp_path / "pool", gpus=[], cores=[0])
+    (tmp_path / "pool" / "pool.json").write_text(json.dumps({"gpus": {}, "cores": {}, "timed": ["999999999:1"]}))
+    assert pool.try_acquire(0, 1, timed=True) is not None
+
+
+def test_a_run_that_queued_for_the_slot_says_how_long_and_why(tmp_path: Path) -> None:
+    import threading
+
+    pool = LeasePool(tmp_path / "pool", gpus=[], cores=[0, 1], poll_s=0.01)
+    first = pool.try_acquire(0, 1, timed=True)
+    assert first is not None
+    heard: list[str] = []
+    threading.Timer(0.3, pool.release, args=(first,)).start()
+    with pool.lease(0, 1, who="mini01", on_wait=heard.append, timed=True) as second:
+        assert second.waited_s >= 0.25
+    assert heard == ["mini01 waiting for 0 GPU(s) and 1 core(s) and the host's timing slot (1 timed run(s) at once)"]
+
+
+def test_the_fake_run_cores_seam_gives_n_cores_and_pins_nothing(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv(FAKE_CORES_ENV, "3")
+    assert run_cores() == [0, 1, 2]
+    assert run_cores([0, 1]) == [1]  # explicit cores are never faked
+    pool = LeasePool(tmp_path / "pool", gpus=[], cores=run_cores(), pin=False)
+    with pool.lease(0, 1) as a, pool.lease(0, 1) as b:
+        assert a.cores == b.cores == ()  # no affinity for cores this machine may not have
+        assert pool.try_acquire(0, 2) is None  # but the pool still counts them: one fake core is left
+    monkeypatch.setenv(FAKE_CORES_ENV, "many")
+    with pytest.raises(UsageError, match=f"{FAKE_CORES_ENV}=many: expected a positive number"):
+        run_cores()
+
+
+def test_a_slurm_cpu_job_takes_a_timing_slot_on_its_node(tmp_path: Path, monkeypatch) -> None:
+    """The node's side of a Slurm run (slurm._job): the slot comes from the node's machine-wide pool, and the
+    variable that asks for it never reaches the command."""
+    import threading
+    import time
+
+    monkeypatch.setenv("SPEEDRUN_LEASE_DIR", str(tmp_path / "node-pool"))
+    with node_slot_lease(1) as lease:
+        env = {"PATH": "/bin", **lease.env()}
+    assert env[NODE_SLOT_ENV] == "1"
+    spans: list[tuple[float, float, float]] = []
+
+    def job() -> None:
+        job_env = dict(env)
+        with node_timing_slot(job_env, poll_s=0.01) as waited:
+            assert NODE_SLOT_ENV not in job_env
+            start = time.monotonic()
+            time.sleep(0.2)
+            spans.append((start, time.monotonic(), waited))
+
+    threads = [threading.Thread(target=job) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    (a_start, a_end, _), (b_start, b_end, b_waited) = sorted(spans)
+    assert a_end <= b_start and b_waited > 0  # one after the other, and the second says it waited
+    plain = {"PATH": "/bin"}
+    with node_timing_slot(plain) as waited:  # a GPU job (no variable): no slot, no wait
+        assert waited == 0.0 and plain == {"PATH": "/bin"}
+
+
+# --- tiny tasks on a GPU host ------------------------------------------------------------------------------
+
+def _tiny_task(tmp_path: Path):
+    from fakes import write_suite
+    from pytest_speedrun.tasks.manifest import load_task
+
+    return load_task(write_suite(tmp_path / "s") / "mini01.toml")
+
+
+def _session(tmp_path: Path, gpus: str | None):
+    from pytest_speedrun.pipeline.session import SessionInfo, SpeedrunSession
+    from pytest_speedrun.settings import build_settings
+
+    settings = build_settings(agent=None, suites=[], hints="0", seeds=1, min_fsr=None, calibrate=False,
+                              calibration_runs=1, results_dir=tmp_path / "r", cache_dir=tmp_path / "c",
+                              timeout_s=None, agent_timeout_s=60, threads=None, python=None, data_dir=None, gpus=gpus)
+    return SpeedrunSession(settings, None, SessionInfo.create(gpus))
+
+
+def test_tiny_tasks_stay_on_the_cpu_where_gpus_were_only_found(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("SPEEDRUN_LEASE_DIR", str(tmp_path / "leases"))
+    monkeypatch.setenv("PATH", f"{fake_nvidia_smi(tmp_path / 'bin', 2)}:{os.environ['PATH']}")
+    task = _tiny_task(tmp_path)
+    for visible in (None, "0,1"):  # found by nvidia-smi, then named by CUDA_VISIBLE_DEVICES
+        if visible is None:
+            monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+        else:
+            monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+        session = _session(tmp_path, None)
+        assert len(session.info.gpus) == 2  # the session sees the GPUs (GPU tasks still use them)
+        assert session.needs(task) == (0, 1)  # a tiny task does not: the CPU, one thread
+        assert dict(session.timing(0)) == {"device": "cpu"}  # its references are kept apart from GPU-timed ones
+        session.close()
+    chosen = _session(tmp_path, "1")
+    assert chosen.needs(task) == (1, 1) and chosen.timing(1) == ()
+    chosen.close()
 
 
 # --- through pytest ---------------------------------------------------------------------------------------
@@ -213,7 +353,7 @@ def test_cpu_runs_under_xdist_get_disjoint_cores(pytester: pytest.Pytester, cach
     result.assert_outcomes(passed=2)
     runs = _runs(record)
     cores = len(os.sched_getaffinity(0))
-    assert all(r["omp"] == str(max(1, cores // 2)) for r in runs)
+    assert all(r["omp"] == "1" for r in runs)  # one pinned thread per timed CPU run
     if cores >= 2:
         overlapping = runs[0]["start"] < runs[1]["end"] and runs[1]["start"] < runs[0]["end"]
         assert not (overlapping and set(runs[0]["cpus"]) & set(runs[1]["cpus"]))

@@ -1,9 +1,14 @@
 """Devices for runs: GPU discovery (never through torch in the controller), and leases of GPUs and CPU cores
-from a pool shared by every xdist worker.
+from a pool shared by every xdist worker, and the host's timing slot.
 
-The pool is a JSON file guarded by a file lock in a directory the controller creates and hands to workers
-(through `workerinput`), so `--dist load` and `--dist worksteal` share it alike. A lease is all-or-nothing: a
-run never starts with part of what it needs. Leases held by a process that died are reclaimed.
+The pool is a JSON file guarded by a file lock in one directory per machine (`machine_pool_dir`), so every
+xdist worker and every session on the host shares it. A lease is all-or-nothing: a run never starts with part
+of what it needs. Leases held by a process that died are reclaimed.
+
+The timing slot: a timed CPU run (calibration, control, final run, repeat, search node) also holds one of the
+host's `timed_runs` slots (default 1), so timed runs take turns even on separate cores: four runs at once on
+four cores of one 16-core host varied 8.36% (CV), one at a time 0.79% (issue 20). Agents hold cores but no
+slot, and GPU runs hold their GPUs as before (docs/timing.md, "The timing slot").
 """
 
 from __future__ import annotations
@@ -28,6 +33,24 @@ from pytest_speedrun.files import thread_env, write_atomic
 _UUID = re.compile(r"\(UUID:\s*([^)]+)\)")
 
 
+# Test seam: a session sees this many run cores, 0..N-1, and pins nothing (FAKE_CORES_ENV=N). Lets a 2-core
+# machine exercise what several run cores change (the timing slot's overlap test); use it only with
+# SPEEDRUN_LEASE_DIR pointing at a pool of its own, since the fake ids are not this machine's cores.
+FAKE_CORES_ENV = "SPEEDRUN_FAKE_RUN_CORES"
+# Under Slurm: how many timed runs the node may run at once, for the job's own slot on its node (slurm._job).
+NODE_SLOT_ENV = "SPEEDRUN_NODE_TIMED_RUNS"
+
+
+def fake_run_cores(env: dict[str, str] | None = None) -> list[int] | None:
+    """The run cores the test seam fakes (FAKE_CORES_ENV), or None when it is not set."""
+    text = (os.environ if env is None else env).get(FAKE_CORES_ENV, "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise UsageError(f"{FAKE_CORES_ENV}={text}: expected a positive number of fake run cores (a test seam)")
+    return list(range(int(text)))
+
+
 def usable_cores() -> list[int]:
     try:
         return sorted(os.sched_getaffinity(0))
@@ -35,13 +58,13 @@ def usable_cores() -> list[int]:
         return list(range(os.cpu_count() or 1))
 
 
-def machine_pool_dir() -> Path:
+def machine_pool_dir(tmp_root: str | None = None) -> Path:
     """Where every pytest-speedrun session of this user on this machine keeps its leases: one pool per machine,
-    so two sessions (two terminals, or a test suite and a benchmark) never pin timed runs to the same core or GPU.
-    `SPEEDRUN_LEASE_DIR` moves it."""
+    so two sessions (two terminals, or a test suite and a benchmark) never pin timed runs to the same core or GPU
+    and share the timing slot. `SPEEDRUN_LEASE_DIR` moves it; `tmp_root` replaces the temporary directory."""
     override = os.environ.get("SPEEDRUN_LEASE_DIR")
     uid = os.getuid() if hasattr(os, "getuid") else 0
-    return Path(override) if override else Path(tempfile.gettempdir()) / f"pytest-speedrun-leases-{uid}"
+    return Path(override) if override else Path(tmp_root or tempfile.gettempdir()) / f"pytest-speedrun-leases-{uid}"
 
 
 def reserved_count(n_cores: int) -> int:
@@ -53,19 +76,24 @@ def reserved_count(n_cores: int) -> int:
 
 def run_cores(cores: list[int] | None = None) -> list[int]:
     """The cores timed runs are pinned to: the usable cores less the reserved ones (the lowest-numbered, where
-    interrupts and housekeeping tend to land)."""
+    interrupts and housekeeping tend to land). The test seam's fake cores where FAKE_CORES_ENV is set."""
+    if cores is None and (fake := fake_run_cores()) is not None:
+        return fake
     cores = sorted(usable_cores() if cores is None else cores)
     return cores[reserved_count(len(cores)):]
 
 
-def cpu_threads(workers: int | None = None, override: int | None = None, cores: list[int] | None = None) -> int:
-    """Threads per CPU run: `override` if given, else the run cores divided among the xdist workers (at least
-    one: with more workers than run cores, runs queue for cores rather than share them)."""
-    if override is not None:
-        return max(1, override)
-    if workers is None:
-        workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
-    return max(1, len(run_cores(cores)) // max(1, workers))
+# Threads of a timed CPU run unless --speedrun-threads says otherwise: one, pinned to its own core. That is how
+# the 0.79% CV of issue 20 was measured (record 5 alone on a 16-core host); the default before was run cores ÷
+# xdist workers, 14 threads there. gpu_check.py's quiet-host part times one row with more threads per run.
+TIMED_RUN_THREADS = 1
+
+
+def cpu_threads(override: int | None = None) -> int:
+    """Threads (and leased cores) per timed CPU run: `override` (--speedrun-threads) if given, else
+    TIMED_RUN_THREADS. Runs take turns through the timing slot, so they no longer split the cores among
+    workers."""
+    return max(1, override) if override is not None else TIMED_RUN_THREADS
 
 
 def parse_gpu_list(text: str, option: str = "--speedrun-gpus") -> list[str]:
@@ -118,7 +146,9 @@ class Lease:
     gpus: tuple[str, ...]
     cores: tuple[int, ...]
     token: str = ""
-    waited_s: float = 0.0  # how long the run queued for these devices (other runs held them)
+    waited_s: float = 0.0  # how long the run queued for these devices and the timing slot (other runs held them)
+    timed: bool = False  # holds one of the host's timing slots
+    node_timed_runs: int = 0  # under Slurm: the job takes a timing slot on its node, of this many (NODE_SLOT_ENV)
 
     @property
     def slot(self) -> str:
@@ -139,6 +169,8 @@ class Lease:
             env.update(thread_env(self.threads))
         if self.gpus:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(self.gpus)
+        if self.node_timed_runs:
+            env[NODE_SLOT_ENV] = str(self.node_timed_runs)
         if cache_root is not None:
             # Kept across runs on the same devices, so compile caches stay warm; never shared by two runs.
             env["TORCHINDUCTOR_CACHE_DIR"] = str(cache_root / "inductor" / self.slot)
@@ -148,12 +180,17 @@ class Lease:
 
 @dataclass
 class LeasePool:
-    """A pool of GPUs and CPU cores in `directory`, shared by every process that opens the same directory."""
+    """A pool of GPUs and CPU cores in `directory`, shared by every process that opens the same directory, and
+    the host's timing slots: a timed CPU lease also needs fewer than `timed_runs` timed leases held (each
+    process counts against its own `timed_runs`, so sessions asking for different widths each keep theirs).
+    `pin`: whether runs are pinned to their leased cores (False only for the FAKE_CORES_ENV test seam)."""
 
     directory: Path
     gpus: list[str]
     cores: list[int]
     poll_s: float = 0.2
+    timed_runs: int = 1
+    pin: bool = True
     _held: list[Lease] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -168,6 +205,7 @@ class LeasePool:
             state = {"gpus": {}, "cores": {}}
         for kind in ("gpus", "cores"):  # reclaim what dead processes held
             state[kind] = {k: v for k, v in state[kind].items() if pid_alive(int(v.split(":")[0]))}
+        state["timed"] = [t for t in state.get("timed", []) if pid_alive(int(t.split(":")[0]))]
         # A GPU run's core slice, held by every GPU lease on it (slices overlap only with fewer cores than GPUs).
         slices = {k: [t for t in v if pid_alive(int(t.split(":")[0]))] for k, v in state.get("gpu_cores", {}).items()}
         state["gpu_cores"] = {k: v for k, v in slices.items() if v}
@@ -180,14 +218,18 @@ class LeasePool:
         """Each GPU has its own slice of the pool's cores, for the process that feeds it."""
         return max(1, len(self.cores) // max(1, len(self.gpus)))
 
-    def try_acquire(self, n_gpus: int, n_cores: int) -> Lease | None:
+    def try_acquire(self, n_gpus: int, n_cores: int, timed: bool = False) -> Lease | None:
         """All-or-nothing. GPU runs hold their GPUs exclusively and get each GPU's own slice of cores (`n_cores`
         is not used for them): GPUs are leased whole, so two runs never share a slice, unless the machine has
         fewer cores than GPUs. CPU-only runs hold `n_cores` cores no other run holds, GPU slices included; a GPU
-        run waits while a CPU run (another session's, without GPUs) holds a core of its slice."""
+        run waits while a CPU run (another session's, without GPUs) holds a core of its slice. A `timed` CPU
+        lease also takes a timing slot (none free: None); GPU leases never do."""
         token = f"{os.getpid()}:{time.monotonic_ns()}"
+        timed = timed and n_gpus == 0
         with self._lock:
             state = self._read()
+            if timed and len(state["timed"]) >= self.timed_runs:
+                return None
             free_g = [g for g in self.gpus if g not in state["gpus"]]
             free_c = [c for c in self.cores if str(c) not in state["cores"] and str(c) not in state["gpu_cores"]]
             if len(free_g) < n_gpus or (n_gpus == 0 and len(free_c) < n_cores):
@@ -201,7 +243,9 @@ class LeasePool:
                     return None
             else:
                 cores = tuple(free_c[:n_cores])
-            lease = Lease(gpus=gpus, cores=cores, token=token)
+            lease = Lease(gpus=gpus, cores=cores, token=token, timed=timed)
+            if timed:
+                state["timed"].append(token)
             state["gpus"].update({g: token for g in lease.gpus})
             if n_gpus:
                 for c in lease.cores:
@@ -217,6 +261,7 @@ class LeasePool:
             state = self._read()
             for kind in ("gpus", "cores"):
                 state[kind] = {k: v for k, v in state[kind].items() if v != lease.token}
+            state["timed"] = [t for t in state["timed"] if t != lease.token]
             slices = {k: [t for t in v if t != lease.token] for k, v in state["gpu_cores"].items()}
             state["gpu_cores"] = {k: v for k, v in slices.items() if v}
             self._write(state)
@@ -228,29 +273,32 @@ class LeasePool:
             self.release(lease)
 
     @contextmanager
-    def lease(self, n_gpus: int, n_cores: int, who: str = "",
-              on_wait: Callable[[str], None] | None = None) -> Iterator[Lease]:
-        """Block until `n_gpus` GPUs and `n_cores` cores are free together; release them afterwards. `on_wait`
-        hears once, in a line, that this lease waits (the item that asked for it reports it)."""
+    def lease(self, n_gpus: int, n_cores: int, who: str = "", on_wait: Callable[[str], None] | None = None,
+              timed: bool = False) -> Iterator[Lease]:
+        """Block until `n_gpus` GPUs and `n_cores` cores (and, `timed`, a timing slot) are free together; release
+        them afterwards. `on_wait` hears once, in a line, that this lease waits (the item that asked for it
+        reports it)."""
         if n_gpus > len(self.gpus):
             raise MissingInput(f"needs {n_gpus} GPU(s), this machine offers {len(self.gpus)} "
                                f"({', '.join(self.gpus) or 'none'}); use a node with more GPUs or --speedrun-nproc")
         n_cores = min(n_cores, len(self.cores))
         asked = time.monotonic()
-        lease = self.try_acquire(n_gpus, n_cores)
+        lease = self.try_acquire(n_gpus, n_cores, timed)
         waited = False
         while lease is None:
             if not waited and on_wait is not None:
-                on_wait(f"{who} waiting for {n_gpus} GPU(s) and {n_cores} core(s)")
+                slot = (f" and the host's timing slot ({self.timed_runs} timed run(s) at once)"
+                        if timed and not n_gpus else "")
+                on_wait(f"{who} waiting for {n_gpus} GPU(s) and {n_cores} core(s){slot}")
             waited = True
             time.sleep(self.poll_s)
-            lease = self.try_acquire(n_gpus, n_cores)
+            lease = self.try_acquire(n_gpus, n_cores, timed)
         if waited:
             self._held.remove(lease)
             lease = replace(lease, waited_s=time.monotonic() - asked)
             self._held.append(lease)
         try:
-            yield lease
+            yield lease if self.pin else replace(lease, cores=())
         finally:
             self.release(lease)
 
@@ -259,6 +307,29 @@ class LeasePool:
 def no_lease() -> Iterator[Lease]:
     """What runs get outside a pool (plain library use): no GPUs assigned, no core pinning."""
     yield Lease(gpus=(), cores=())
+
+
+@contextmanager
+def node_slot_lease(timed_runs: int) -> Iterator[Lease]:
+    """A Slurm run's lease where pytest runs: no local devices (Slurm assigns them); the job takes a timing slot
+    of `timed_runs` on its node (`node_timing_slot`, through NODE_SLOT_ENV in its environment)."""
+    yield Lease(gpus=(), cores=(), node_timed_runs=timed_runs)
+
+
+@contextmanager
+def node_timing_slot(env: dict[str, str], poll_s: float = 0.5) -> Iterator[float]:
+    """On a Slurm node, around a job's command: a timing slot of the node's machine-wide pool (the same pool and
+    lock local sessions on that node use), when the job's environment asks for one (NODE_SLOT_ENV, removed
+    from `env` so the command never sees it). Yields how long it waited (0.0 without a slot). The pool is under
+    /tmp, not the job's TMPDIR, which Slurm setups often make private to each job; where /tmp itself is private
+    to a job, SPEEDRUN_LEASE_DIR must name a node-local directory all jobs see (docs/timing.md)."""
+    text = env.pop(NODE_SLOT_ENV, "")
+    if not text.isdigit() or int(text) < 1:
+        yield 0.0
+        return
+    pool = LeasePool(machine_pool_dir("/tmp"), gpus=[], cores=[], poll_s=poll_s, timed_runs=int(text))
+    with pool.lease(0, 0, timed=True) as lease:
+        yield lease.waited_s
 
 
 def pid_alive(pid: int) -> bool:

@@ -31,6 +31,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from pytest_speedrun.errors import RunError, UsageError
+from pytest_speedrun.execution.resources import node_timing_slot
 from pytest_speedrun.execution.runner import (
     RUN_MARKER,
     SESSION_MARKER,
@@ -90,27 +91,32 @@ def node_env(env: dict[str, str], node: dict[str, str]) -> dict[str, str]:
 
 def _job(cmd: list[str], cwd: str, env: dict[str, str], log_path: str, timeout_s: float) -> dict:
     """What runs on the Slurm node: the command under the pump in its own process group, output appended to the
-    shared log, line arrival times taken here on the node (so the timeline is as exact as a local run's)."""
+    shared log, line arrival times taken here on the node (so the timeline is as exact as a local run's). A
+    timed CPU run first takes a timing slot of the node (resources.node_timing_slot): runs take turns on the
+    node that runs them, with the node's local sessions too."""
     started_at = time.time()
-    env = node_env(env, dict(os.environ))
-    start = time.perf_counter()
-    pumped = pump_command(cmd, Path(log_path), env.get(RUN_MARKER, ""), os.getpid())
-    # Each attempt writes the whole log: a requeued job (preempted) must not append to the partial first one,
-    # whose step lines would then go backwards.
-    Path(log_path).write_bytes(b"")
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(pumped, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-        timed_out = False
-        try:
-            proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-        finally:
-            kill_run(proc.pid, env.get("SPEEDRUN_RUN_ID"), proc)
-            proc.wait()
-    return {"exit_code": None if timed_out else proc.returncode, "wall_s": time.perf_counter() - start,
-            "timed_out": timed_out, "node": socket.gethostname(), "started_at": started_at}
+    env = dict(env)
+    with node_timing_slot(env) as slot_wait_s:
+        env = node_env(env, dict(os.environ))
+        start = time.perf_counter()
+        pumped = pump_command(cmd, Path(log_path), env.get(RUN_MARKER, ""), os.getpid())
+        # Each attempt writes the whole log: a requeued job (preempted) must not append to the partial first
+        # one, whose step lines would then go backwards.
+        Path(log_path).write_bytes(b"")
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(pumped, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+            timed_out = False
+            try:
+                proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+            finally:
+                kill_run(proc.pid, env.get("SPEEDRUN_RUN_ID"), proc)
+                proc.wait()
+        wall_s = time.perf_counter() - start
+    return {"exit_code": None if timed_out else proc.returncode, "wall_s": wall_s, "timed_out": timed_out,
+            "node": socket.gethostname(), "started_at": started_at, "slot_wait_s": slot_wait_s}
 
 
 class _JobSlots:
@@ -309,7 +315,8 @@ class SlurmLauncher:
             record |= {"state": state}
             if result is not None:  # submit-to-start latency: the launcher's own overhead per job
                 record |= {"started": result["started_at"], "latency_s": round(result["started_at"] - submitted, 3),
-                           "node": result["node"], "wall_s": round(result["wall_s"], 3)}
+                           "node": result["node"], "wall_s": round(result["wall_s"], 3),
+                           "slot_wait_s": round(result.get("slot_wait_s", 0.0), 3)}
             self._record(spec, record)
             outcome = outcome_for_state(state, result, spec, cmd, str(job.job_id), time.perf_counter() - start)
             return replace(outcome, reattached=reattached_from is not None)

@@ -53,9 +53,13 @@ def _dist_version(name: str) -> str:
 
 
 def fingerprint(threads: int | None, nproc: int, python: str = sys.executable,
-                placement: dict[str, str] | None = None, torch: str | None = None) -> dict[str, str]:
+                placement: dict[str, str] | None = None, torch: str | None = None,
+                timing: tuple[tuple[str, str], ...] = ()) -> dict[str, str]:
     """What reference times depend on. torch's version comes from package metadata: no torch import here;
     `torch`: the version in the runs' interpreter where it is not this one (execution/runtime.py).
+
+    `timing`: how runs are timed beyond the machine (RunSettings.timing): a timing slot wider than one timed
+    run at once, CPU runs on a host that has GPUs. Absent in the default case, so existing entries stay valid.
 
     `placement`: where runs execute when not on this machine (the Slurm resources asked for: partition,
     constraints, GPUs, setup lines). It replaces this machine's hardware in the fingerprint, so times measured
@@ -63,7 +67,7 @@ def fingerprint(threads: int | None, nproc: int, python: str = sys.executable,
     if placement is not None:
         return {"placement": json.dumps(placement, sort_keys=True), "torch": torch or _dist_version("torch"),
                 "python": python if python != sys.executable else platform.python_version(),
-                "threads": str(threads), "nproc": str(nproc)}
+                "threads": str(threads), "nproc": str(nproc), **dict(timing)}
     fp = {
         "machine": platform.machine(),
         "cpu": _cpu_model(),
@@ -78,7 +82,7 @@ def fingerprint(threads: int | None, nproc: int, python: str = sys.executable,
     }
     if fp["gpus"]:  # a GPU run's threads per process are the lease's (resources.GPU_THREADS), not `threads`
         fp["gpu_threads"] = str(GPU_THREADS)
-    return fp
+    return {**fp, **dict(timing)}
 
 
 def gpu_inventory(nvidia_smi: str = "nvidia-smi") -> str:
@@ -145,7 +149,7 @@ class Calibrator:
         nproc = self.settings.nproc or task.launch.nproc_per_node
         runtime = self.settings.runtime
         fp = fingerprint(self.settings.threads, nproc, self.settings.python, self.settings.placement,
-                         runtime.torch if runtime is not None else None)
+                         runtime.torch if runtime is not None else None, self.settings.timing)
         fid = fingerprint_id(fp)
         key_src = json.dumps({"fp": fid, "script": full_sha256(ref.path), "data": self.settings.dataset.root.name,
                               "val_tokens": self.settings.dataset.val_tokens, "env": task.launch.env,

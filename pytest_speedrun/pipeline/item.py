@@ -73,6 +73,9 @@ class RunSettings:
     sandbox: Sandbox = Sandbox("none", True)
     max_memory_bytes: int | None = None
     lease: Callable[[], AbstractContextManager[Lease]] = no_lease  # devices for each run, held only while it runs
+    # devices for a command agent's own work: cores, never the host's timing slot (None: `lease`)
+    agent_lease: Callable[[], AbstractContextManager[Lease]] | None = None
+    timing: tuple[tuple[str, str], ...] = ()  # how runs are timed beyond the machine, for the calibration fingerprint
     compile_cache: Path | None = None  # per-lease TORCHINDUCTOR/TRITON cache root
     session_id: str = ""  # marks every process of the session, for cleanup after a crash or signal
     store: str = ""  # the results store's id (runner.store_id) and the session's controller (runner.process_token):
@@ -238,13 +241,14 @@ class NodeRunner:
 def _agent_lease(req: ItemRequest) -> Iterator[AgentResources | None]:
     """A process-starting agent (`command:`, the coding-agent presets) may run training itself to try ideas: it
     holds the item's lease while it works, so its trial runs use the item's cores and GPUs, never a neighbour's
-    timed run's. Agents that run candidates through `ctx.execute` (the LLM scaffolds) lease per run instead, and
-    under Slurm there is no local lease."""
+    timed run's. That lease holds no timing slot: agents work in parallel with timed runs (docs/timing.md, "The
+    timing slot", says what their trial runs may still disturb). Agents that run candidates through `ctx.execute`
+    (the LLM scaffolds) lease per run instead, and under Slurm there is no local lease."""
     if not isinstance(req.agent, CommandAgent) or req.settings.gpus is not None:
         yield None
         return
     ds = req.settings.dataset
-    with req.settings.lease() as lease:
+    with (req.settings.agent_lease or req.settings.lease)() as lease:
         env = runner.contract_env(train_glob=ds.train_glob, val_glob=ds.val_glob, val_tokens=ds.val_tokens,
                                   task_env=req.task.launch.env, seed=req.seed, threads=req.settings.threads, base={})
         yield AgentResources(env={**env, **lease.env(req.settings.compile_cache)}, cores=lease.cores)

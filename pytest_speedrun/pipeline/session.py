@@ -23,8 +23,10 @@ from pytest_speedrun.execution.resources import (
     LeasePool,
     cpu_threads,
     discover_gpus,
+    fake_run_cores,
     machine_pool_dir,
     no_lease,
+    node_slot_lease,
     run_cores,
 )
 from pytest_speedrun.execution.runner import end_orphans, kill_session, process_token, store_id
@@ -86,7 +88,9 @@ class SpeedrunSession:
                  owner: bool = True) -> None:
         self.settings, self.agent, self.info, self.owner = settings, agent, info, owner
         self.workers = max(1, workers)
-        self.pool = LeasePool(machine_pool_dir(), gpus=list(info.gpus), cores=run_cores())
+        # One pool per host: its cores, its GPUs and its timing slot (timed CPU runs take turns, resources.py).
+        self.pool = LeasePool(machine_pool_dir(), gpus=list(info.gpus), cores=run_cores(),
+                              timed_runs=settings.timed_runs, pin=fake_run_cores() is None)
         self._slurm: SlurmLauncher | None = None
         self.runtimes = RuntimeChooser.from_settings(settings)
 
@@ -104,20 +108,22 @@ class SpeedrunSession:
         return self._slurm.launch
 
     def needs(self, task: Task) -> tuple[int, int]:
-        """(GPUs, CPU cores) one run of `task` needs. Tasks that name supported GPU counts require GPUs; the
-        others (the tiny suite) use GPUs when the machine has them and the CPU otherwise. Under Slurm the GPUs
-        are the job's, not this machine's: only tasks that require them ask for them."""
+        """(GPUs, CPU cores) one run of `task` needs. Tasks that name supported GPU counts require GPUs. The
+        others (the tiny suite) run on the CPU, one pinned thread, unless `--speedrun-gpus` was given: a GPU
+        found through CUDA_VISIBLE_DEVICES or nvidia-smi alone is not used for them (one host's GPU timed a tiny
+        record at about 7% CV, launch-bound; one pinned CPU thread at 0.79%: docs/timing.md). Under Slurm the
+        GPUs are the job's, not this machine's: only tasks that require them ask for them."""
         nproc = self.settings.nproc or task.launch.nproc_per_node
         supported = task.launch.supported_gpu_counts
         if supported and nproc not in supported:
             raise MissingInput(f"task {task.id} supports {', '.join(map(str, supported))} GPU(s), not {nproc} "
                                "(--speedrun-nproc); its semantics are never changed to fit")
-        local_gpus = bool(self.info.gpus) and self.settings.launcher != SLURM
-        gpus = nproc if supported or local_gpus else 0
+        chosen_gpus = bool(self.info.gpus) and self.settings.gpus is not None and self.settings.launcher != SLURM
+        gpus = nproc if supported or chosen_gpus else 0
         return gpus, self.needs_cores()
 
     def needs_cores(self) -> int:
-        return cpu_threads(self.workers, self.settings.threads)
+        return cpu_threads(self.settings.threads)
 
     def dataset(self, task: Task) -> Dataset:
         if task.dataset == "tiny":
@@ -144,17 +150,33 @@ class SpeedrunSession:
             raise MissingInput(f"task {task.id} needs {gpus} GPU(s), this machine offers {len(self.info.gpus)}"
                                + (f" (runtime: {task.launch.runtime})" if task.launch.runtime else ""))
         s = self.settings
+        if slurm:  # a CPU job takes its timing slot on the node that runs it (slurm._job)
+            lease = no_lease if gpus else (lambda: node_slot_lease(s.timed_runs))
+        else:  # timed runs hold the host's timing slot (CPU runs only); a command agent's work holds cores alone
+            lease = lambda: self.pool.lease(gpus, cores, who=who, on_wait=on_wait, timed=True)  # noqa: E731
         return RunSettings(
             dataset=dataset or self.dataset(task), threads=cores, python=runtime.python if runtime else s.python,
             runtime=runtime, timeout_s=s.timeout_s, nproc=s.nproc,
             sandbox=probe_sandbox(s.sandbox).configured(session_answer_holders(s), s.agent_network),
-            max_memory_bytes=s.max_memory_bytes,
-            lease=no_lease if slurm else (lambda: self.pool.lease(gpus, cores, who=who, on_wait=on_wait)),
-            compile_cache=compile_cache(s.cache_dir, runtime), session_id=self.info.session_id, progress=progress,
+            max_memory_bytes=s.max_memory_bytes, lease=lease,
+            agent_lease=None if slurm else (lambda: self.pool.lease(gpus, cores, who=who, on_wait=on_wait)),
+            timing=self.timing(gpus), compile_cache=compile_cache(s.cache_dir, runtime),
+            session_id=self.info.session_id, progress=progress,
             store=store_id(s.results_dir), owner=self.info.owner,
             launch=self.launcher(), gpus=gpus if slurm else None,
             placement=self._slurm_placement(gpus) if slurm else None,
         )
+
+    def timing(self, gpus: int) -> tuple[tuple[str, str], ...]:
+        """How this session's runs are timed beyond the machine, where it differs from the default (the
+        calibration fingerprint keeps such references apart): more than one timed run at once, and CPU runs on
+        a host whose GPUs the session sees (before issue 20 the tiny suite ran on those GPUs)."""
+        out = []
+        if self.settings.timed_runs != 1 and not gpus:
+            out.append(("timed_runs", str(self.settings.timed_runs)))
+        if self.info.gpus and not gpus and self.settings.launcher != SLURM:
+            out.append(("device", "cpu"))
+        return tuple(out)
 
     def _slurm_placement(self, gpus: int) -> dict[str, str]:
         """The kind of Slurm job runs go to (what decides their speed), for the calibration fingerprint."""

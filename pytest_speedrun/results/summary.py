@@ -174,8 +174,8 @@ def runtime_lines(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def noise_lines(rows: list[dict[str, Any]]) -> list[str]:
-    """What the timing rested on: the references' state and spread, runs that queued for cores, and one line per
-    item whose interval is wide or whose runs the machine disturbed."""
+    """What the timing rested on: the references' state and spread, runs that queued for the timing slot or
+    cores, and one line per item whose interval is wide or whose runs the machine disturbed."""
     out = []
     states: dict[str, int] = {}
     for r in rows:
@@ -188,8 +188,9 @@ def noise_lines(rows: list[dict[str, Any]]) -> list[str]:
     queued = [r for r in rows if float(r.get("queued_s") or 0) > 0]
     if queued:
         total = sum(float(r["queued_s"]) for r in queued)
-        out.append(f"runs queued for cores: {len(queued)} item(s) waited {total:.0f} s in all (each timed run gets "
-                   "cores no other run holds; more workers than free cores queue instead of sharing)")
+        out.append(f"runs queued for the timing slot and cores: {len(queued)} item(s) waited {total:.0f} s in all "
+                   "(timed CPU runs take turns on this host, --speedrun-timed-runs allows more at once; each gets "
+                   "cores no other run holds)")
     out += [str(r["note"]) for r in sorted(rows, key=lambda r: r["nodeid"]) if r.get("note")]
     return out
 
