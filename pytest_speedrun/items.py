@@ -75,6 +75,8 @@ class ManifestFile(pytest.File):
                 name = f"{task.id}[h{regime_label(regime)}-s{seed}]"
                 item = SpeedrunItem.from_parent(self, name=name, task=task, regime=regime, seed=seed)
                 item.add_marker(pytest.mark.speedrun)
+                if task.track is not None:  # the upstream track: -m track1 / -m track2 (registered in plugin.py)
+                    item.add_marker(getattr(pytest.mark, f"track{task.track}"))
                 if settings.cumulative:  # one chain per worker: the tasks must run in order
                     item.add_marker(pytest.mark.xdist_group("speedrun-cumulative"))
                 if self.config.pluginmanager.hasplugin("timeout"):

@@ -43,6 +43,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "speedrun: a pytest-speedrun benchmark task item")
     config.addinivalue_line("markers", "speedrun_gpus(n): GPUs the speedrun_gpus fixture leases (default 1)")
+    config.addinivalue_line("markers", "track1: a ladder task of upstream track 1 (GPT-2 small, val loss 3.28)")
+    config.addinivalue_line("markers", "track2: a ladder task of upstream track 2 (GPT-2 medium, val loss 2.92)")
     try:
         settings = settings_from_config(config)
         agent = agent_from_config(config, settings.agent, settings.cache_dir) if settings.agent else None

@@ -1,7 +1,11 @@
 """Download the upstream record scripts a suite pins (url + sha256) into the cache, and find them there.
 
 Scripts are stored as `<cache>/records/<sha256>.py`, so a cached file is named by its content and works offline
-forever. A download goes to a `.part` file that is resumed with an HTTP Range request after an interruption,
+forever. A script pinned as a cut of a training log (tasks/log_cut.py) downloads the log into
+`<cache>/records/logs/<log sha256>.log`, checks it, cuts the section and checks the cut's sha256 before storing
+it; a script with companion files (`ScriptRef.files`, e.g. triton_kernels.py) resolves into a bundle folder
+`<cache>/bundles/<sha256 prefix>/` holding it and its companions side by side, as the script expects them.
+A download goes to a `.part` file that is resumed with an HTTP Range request after an interruption,
 is verified against the pinned sha256 (a mismatch is refused and deleted), and only then renamed into place.
 Nothing is ever written into the repository. The URL base can be redirected to a mirror (or a test server)
 with `PYTEST_SPEEDRUN_RECORDS_BASE`. The standard library's urllib does the GETs: one plain HTTPS download per
@@ -10,6 +14,7 @@ file needs no extra dependency.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import urllib.error
 import urllib.request
@@ -18,6 +23,7 @@ from pathlib import Path
 
 from pytest_speedrun.data.guard import full_sha256
 from pytest_speedrun.errors import MissingInput, SpeedrunError
+from pytest_speedrun.files import write_atomic
 from pytest_speedrun.tasks.manifest import ScriptRef, Task
 
 BASE_ENV = "PYTEST_SPEEDRUN_RECORDS_BASE"
@@ -49,16 +55,50 @@ class Fetched:
     downloaded: bool  # False: it was already in the cache
 
 
+def log_path(cache_dir: Path, ref: ScriptRef) -> Path:
+    assert ref.log_sha256 is not None
+    return cache_dir / "records" / "logs" / f"{ref.log_sha256}.log"
+
+
+def store_cut(log: Path, ref: ScriptRef, cache_dir: Path) -> Path:
+    """Cut `ref`'s section from a verified log and store it under its sha256; FetchError when it differs."""
+    from pytest_speedrun.tasks.log_cut import LogCutError, cut_bytes
+
+    try:
+        text = cut_bytes(log.read_bytes(), ref.cut or "")
+    except LogCutError as exc:
+        raise FetchError(f"{log}: {exc}") from None
+    digest = hashlib.sha256(text).hexdigest()
+    if digest != ref.sha256:
+        raise FetchError(f"{log}: the section {ref.cut!r} cut from it has sha256 {digest}, not the pinned "
+                         f"{ref.sha256}; refusing it")
+    final = cached_path(cache_dir, ref)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(final, text)
+    return final
+
+
 def fetch_script(ref: ScriptRef, cache_dir: Path, base: str | None = None, timeout_s: float = 60.0) -> Fetched:
-    """Make sure the pinned script is in the cache; download it if not."""
+    """Make sure the pinned script is in the cache; download it (or the log it is cut from) if not."""
     if ref.url is None or ref.sha256 is None:
         raise FetchError(f"{ref.describe()}: not a pinned download (needs url and sha256)")
     final = cached_path(cache_dir, ref)
     if final.exists() and full_sha256(final) == ref.sha256:
         return Fetched(ref, final, downloaded=False)
+    if ref.cut is not None:
+        log = log_path(cache_dir, ref)
+        downloaded = not (log.exists() and full_sha256(log) == ref.log_sha256)
+        if downloaded:
+            _download(source_url(ref, base), log, ref.log_sha256 or "", timeout_s)
+        return Fetched(ref, store_cut(log, ref, cache_dir), downloaded=downloaded)
+    _download(source_url(ref, base), final, ref.sha256, timeout_s)
+    return Fetched(ref, final, downloaded=True)
+
+
+def _download(url: str, final: Path, sha256: str, timeout_s: float) -> None:
+    """GET `url` into `final` through a resumable `.part` file, refusing content whose sha256 is not `sha256`."""
     final.parent.mkdir(parents=True, exist_ok=True)
     part = final.with_suffix(".part")
-    url = source_url(ref, base)
     offset = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {})
     try:
@@ -82,19 +122,23 @@ def fetch_script(ref: ScriptRef, cache_dir: Path, base: str | None = None, timeo
         raise FetchError(f"{url}: download failed ({reason}); the partial file is kept and resumed next time") \
             from None
     digest = full_sha256(part)
-    if digest != ref.sha256:
+    if digest != sha256:
         part.unlink(missing_ok=True)
-        raise FetchError(f"{url}: sha256 {digest} does not match the pinned {ref.sha256}; refusing it (the file "
+        raise FetchError(f"{url}: sha256 {digest} does not match the pinned {sha256}; refusing it (the file "
                          "changed upstream or was altered in transit)")
     os.replace(part, final)
-    return Fetched(ref, final, downloaded=True)
+
+
+def with_companions(ref: ScriptRef) -> list[ScriptRef]:
+    """A script and the companion files it brings."""
+    return [ref, *(sub for _, sub in ref.files)]
 
 
 def script_refs(tasks: list[Task]) -> list[ScriptRef]:
-    """The distinct pinned scripts of `tasks` (start and target), in order."""
+    """The distinct pinned scripts of `tasks` (start and target, with their companions), in order."""
     seen: dict[str, ScriptRef] = {}
     for task in tasks:
-        for ref in (task.start.script, task.target.script):
+        for ref in (*with_companions(task.start.script), *with_companions(task.target.script)):
             if ref.url is not None and ref.sha256 is not None:
                 seen.setdefault(ref.sha256, ref)
     return list(seen.values())
@@ -107,7 +151,7 @@ def fetch_command(suite: str) -> str:
 def resolve_task(task: Task, cache_dir: Path) -> Task:
     """The task with its pinned scripts pointing at their cached copies; MissingInput (a skip) naming the
     exact command when one is not downloaded yet."""
-    def resolve(ref: ScriptRef, which: str) -> ScriptRef:
+    def resolve_one(ref: ScriptRef, which: str) -> ScriptRef:
         if ref.path is not None:
             return ref
         path = cached_path(cache_dir, ref)
@@ -116,9 +160,36 @@ def resolve_task(task: Task, cache_dir: Path) -> Task:
                                f"--cache-dir {cache_dir}")
         return replace(ref, path=path)
 
+    def resolve(ref: ScriptRef, which: str) -> ScriptRef:
+        main = resolve_one(ref, which)
+        if not ref.files:
+            return main
+        files = tuple((name, resolve_one(sub, f"{which} {name}")) for name, sub in ref.files)
+        return bundle(main, files, cache_dir)
+
     start = replace(task.start, script=resolve(task.start.script, "start"))
     target = replace(task.target, script=resolve(task.target.script, "target"))
     return replace(task, start=start, target=target)
+
+
+BUNDLE_SCRIPT = "train_gpt.py"
+
+
+def bundle(main: ScriptRef, files: tuple[tuple[str, ScriptRef], ...], cache_dir: Path) -> ScriptRef:
+    """A folder holding the script and its companions side by side (a record reads them from its own folder),
+    named by their hashes; the returned ref points into it."""
+    assert main.path is not None
+    key = hashlib.sha256("\n".join([main.sha256 or str(main.path)]
+                                    + [f"{n} {s.sha256 or s.path}" for n, s in files]).encode()).hexdigest()
+    folder = cache_dir / "bundles" / key[:20]
+    wanted = [(BUNDLE_SCRIPT, main.path)] + [(n, s.path) for n, s in files if s.path is not None]
+    for name, source in wanted:
+        dest = folder / name
+        data = source.read_bytes()
+        if not dest.is_file() or dest.read_bytes() != data:  # small files: compare whole, never trust a name
+            folder.mkdir(parents=True, exist_ok=True)
+            write_atomic(dest, data)
+    return replace(main, path=folder / BUNDLE_SCRIPT, files=tuple((n, replace(s, path=folder / n)) for n, s in files))
 
 
 FINEWEB_REPO = "kjj0/fineweb10B-gpt2"

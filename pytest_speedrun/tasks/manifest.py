@@ -22,12 +22,19 @@ _SOURCE_TREE = PACKAGE_DIR.parent / "tasks"  # source checkouts and editable ins
 
 @dataclass(frozen=True)
 class ScriptRef:
-    """A record script: a file next to the manifest, or a pinned download (url + sha256)."""
+    """A record script: a file next to the manifest, or a pinned download (url + sha256).
+
+    A script cut from a training log (`cut`, tasks/log_cut.py) pins the log (`url`, `bytes` its size,
+    `log_sha256`) and the cut text (`sha256`). `files` are the other files the script imports from its own folder
+    (name -> ScriptRef), e.g. triton_kernels.py; they travel with it."""
 
     path: Path | None = None
     url: str | None = None
     sha256: str | None = None
     bytes: int | None = None
+    log_sha256: str | None = None
+    cut: str | None = None
+    files: tuple[tuple[str, ScriptRef], ...] = ()
 
     def describe(self) -> str:
         return str(self.path) if self.path is not None else f"{self.url} (sha256 {self.sha256})"
@@ -68,6 +75,7 @@ class Task:
     dataset: str = "tiny"  # "tiny" (generated) or "fineweb" (downloaded)
     train_shards: int = 1
     reference: str = "manifest"  # "manifest" (fixed t_i, t_{i+1}) or "calibrate" (measured on this machine)
+    track: int | None = None  # the upstream track (1: GPT-2 small, 2: medium); items get the marker trackN
 
 
 # --- schema ----------------------------------------------------------------------------------------------
@@ -87,9 +95,12 @@ _TOP = {
     "hints": (_TABLE, False),
     "data": (_TABLE, False),
     "reference": (_TABLE, False),
+    "track": (_INT, False),
 }
 _RECORD = {"record": (_INT, True), "script": (_TABLE, True), "train_time_ms": (_NUM, True), "steps": (_INT, False)}
-_SCRIPT = {"path": (_STR, False), "url": (_STR, False), "sha256": (_STR, False), "bytes": (_INT, False)}
+_SCRIPT = {"path": (_STR, False), "url": (_STR, False), "sha256": (_STR, False), "bytes": (_INT, False),
+           "log_sha256": (_STR, False), "cut": (_STR, False), "files": (_TABLE, False)}
+TRACKS = (1, 2)
 _LAUNCH = {
     "nproc_per_node": (_INT, True),
     "timeout_s": (_NUM, True),
@@ -131,20 +142,48 @@ class _Checker:
         return path
 
 
-def _script(chk: _Checker, raw: dict, key: str) -> ScriptRef:
+def _sha(chk: _Checker, raw: dict, key: str) -> str:
+    sha = raw[key.rsplit(".", 1)[-1]].lower()
+    if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+        raise chk.fail(key, f"{sha!r} is not a 64-digit hex sha256")
+    return sha
+
+
+def _script(chk: _Checker, raw: dict, key: str, companion: bool = False) -> ScriptRef:
     chk.table(raw, _SCRIPT, key + ".")
+    files = _companions(chk, raw.get("files", {}), key + ".files") if not companion else ()
+    if companion and "files" in raw:
+        raise chk.fail(key + ".files", "a companion file cannot have companions of its own; list them all under "
+                       "the script's files")
     if "path" in raw:
         if "url" in raw:
             raise chk.fail(key, "give either 'path' or 'url', not both")
-        return ScriptRef(path=chk.file(key + ".path", raw["path"]))
+        return ScriptRef(path=chk.file(key + ".path", raw["path"]), files=files)
     if "url" not in raw:
         raise chk.fail(key + ".path", "missing; give 'path' (a file next to the manifest) or 'url' + 'sha256'")
     if "sha256" not in raw:
         raise chk.fail(key + ".sha256", "missing; a downloaded script must be pinned by its sha256")
-    sha = raw["sha256"].lower()
-    if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
-        raise chk.fail(key + ".sha256", f"{raw['sha256']!r} is not a 64-digit hex sha256")
-    return ScriptRef(url=raw["url"], sha256=sha, bytes=raw.get("bytes"))
+    log_sha = None
+    if "cut" in raw or "log_sha256" in raw:
+        for need in ("cut", "log_sha256", "bytes"):
+            if need not in raw:
+                raise chk.fail(f"{key}.{need}", "missing; a script cut from a log pins the log (url, bytes, "
+                               "log_sha256), the section (cut) and the cut text (sha256)")
+        log_sha = _sha(chk, raw, key + ".log_sha256")
+    return ScriptRef(url=raw["url"], sha256=_sha(chk, raw, key + ".sha256"), bytes=raw.get("bytes"),
+                     log_sha256=log_sha, cut=raw.get("cut"), files=files)
+
+
+def _companions(chk: _Checker, raw: dict, key: str) -> tuple[tuple[str, ScriptRef], ...]:
+    """The files a script imports from its folder: name -> a script table of their own (plain file names)."""
+    out = []
+    for name, sub in sorted(raw.items()):
+        if "/" in name or "\\" in name or name in ("", ".", "..") or not name.endswith(".py"):
+            raise chk.fail(f"{key}.{name}", "a companion is named by a plain .py file name, e.g. triton_kernels.py")
+        if not isinstance(sub, dict):
+            raise chk.fail(f"{key}.{name}", f"expected a table (url, sha256, ...), got {type(sub).__name__}")
+        out.append((name, _script(chk, sub, f"{key}.{name}", companion=True)))
+    return tuple(out)
 
 
 def _record(chk: _Checker, raw: dict, key: str) -> Record:
@@ -199,11 +238,14 @@ def load_task(manifest: Path) -> Task:
     reference = chk.table(raw.get("reference", {"source": "manifest"}), _REFERENCE, "reference.")
     if reference["source"] not in ("manifest", "calibrate"):
         raise chk.fail("reference.source", f"{reference['source']!r} is not one of 'manifest', 'calibrate'")
+    track = raw.get("track")
+    if track is not None and track not in TRACKS:
+        raise chk.fail("track", f"{track} is not one of {', '.join(map(str, TRACKS))} (the upstream speedrun tracks)")
     return Task(
         id=raw["id"], suite=raw["suite"], title=raw.get("title", raw["id"]),
         target_val_loss=float(raw["target_val_loss"]),
         start=start, target=target, launch=launch, hints=hints, manifest=manifest.resolve(),
-        dataset=data["dataset"], train_shards=data.get("train_shards", 1), reference=reference["source"],
+        dataset=data["dataset"], train_shards=data.get("train_shards", 1), reference=reference["source"], track=track,
     )
 
 

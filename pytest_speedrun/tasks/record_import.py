@@ -5,6 +5,11 @@ folder or a USB stick can carry them. `import_records` walks such a tree and imp
 matches a pin into `<cache>/records/<sha256>.py`, the same place `fetch records` downloads to, so
 `resolve_task` finds them either way. File names and layout do not matter; only content does.
 
+A script pinned as a cut of a training log (the ladder suite) is found by its log: the log's size and sha256 are
+pinned, so the walk hashes only files of a log's size; a matching log has its sections cut (tasks/log_cut.py)
+and each cut is checked against its own pinned sha256 before it is stored. A file of a pinned size whose sha256
+matches no pin (a decoy with the right name and the wrong content) is refused and counted.
+
 The tree may be big (a disk that also holds FineWeb, say), so only regular files whose size equals a pinned
 size are hashed, and the walk stops as soon as every pin is present. Symlinks are followed, since copied
 trees use them, and every directory is entered at most once by its (st_dev, st_ino), which also ends
@@ -21,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pytest_speedrun.data.guard import full_sha256
-from pytest_speedrun.tasks.fetch import FetchError, cached_path, fetch_command
+from pytest_speedrun.tasks.fetch import FetchError, cached_path, fetch_command, store_cut, with_companions
 from pytest_speedrun.tasks.manifest import ScriptRef, Task
 
 # A pin without a pinned size forces hashing every file up to this size (record scripts are tens of KB).
@@ -48,11 +53,12 @@ def suite_pins(tasks: list[Task]) -> list[Pin]:
     uses: dict[str, list[str]] = {}
     for task in tasks:
         for end, which in ((task.start, "start"), (task.target, "target")):
-            ref = end.script
-            if ref.url is None or ref.sha256 is None:
-                continue
-            refs.setdefault(ref.sha256, (ref, end.record))
-            uses.setdefault(ref.sha256, []).append(f"{task.id} {which}")
+            for ref in with_companions(end.script):
+                if ref.url is None or ref.sha256 is None:
+                    continue
+                refs.setdefault(ref.sha256, (ref, end.record))
+                name = next((n for n, sub in end.script.files if sub is ref), None)
+                uses.setdefault(ref.sha256, []).append(f"{task.id} {which}" + (f" {name}" if name else ""))
     return [Pin(ref, record, tuple(uses[sha])) for sha, (ref, record) in refs.items()]
 
 
@@ -148,6 +154,10 @@ def import_records(root: Path, pins: list[Pin], cache_dir: Path) -> ImportResult
         raise FetchError(f"--from {root}: not a directory; give the folder that holds the record scripts "
                          "(any layout, e.g. a clone of the pinned repository)")
     by_sha = {p.ref.sha256: p for p in pins}
+    by_log: dict[str, list[Pin]] = {}
+    for p in pins:
+        if p.ref.log_sha256 is not None:
+            by_log.setdefault(p.ref.log_sha256, []).append(p)
     cached = frozenset(sha for sha, p in by_sha.items() if is_cached(p.ref, cache_dir))
     imported: dict[str, Path] = {}
     stats = WalkStats()
@@ -167,8 +177,20 @@ def import_records(root: Path, pins: list[Pin], cache_dir: Path) -> ImportResult
             stats.notes.append(f"{path}: unreadable ({exc.strerror}); skipped")
             return False
         stats.hashed += 1
+        if digest in by_log:
+            for cut_pin in by_log[digest]:
+                sha = cut_pin.ref.sha256 or ""
+                if sha in cached or sha in imported:
+                    continue
+                try:
+                    store_cut(path, cut_pin.ref, cache_dir)
+                except (FetchError, OSError) as exc:
+                    stats.notes.append(f"{path}: matches the log of {cut_pin.describe()} but: {exc}; skipped")
+                    continue
+                imported[sha] = path
+            return len(cached) + len(imported) == len(by_sha)
         pin = by_sha.get(digest)
-        if pin is None:
+        if pin is None or pin.ref.cut is not None:  # a cut script is only ever taken from its pinned log
             stats.decoys.append(path)
         elif digest not in cached and digest not in imported:
             try:
@@ -190,10 +212,14 @@ def report_lines(tasks: list[Task], result: ImportResult) -> list[str]:
     for task in tasks:
         cells = []
         for end, which in ((task.start, "start"), (task.target, "target")):
-            if end.script.sha256 is None or end.script.url is None:
+            refs = [r for r in with_companions(end.script) if r.sha256 is not None and r.url is not None]
+            if not refs:
                 cells.append(f"{which} record {end.record}: in the suite")
-            else:
-                cells.append(f"{which} record {end.record}: {result.status(end.script.sha256)}")
+                continue
+            states = [result.status(r.sha256 or "") for r in refs]
+            worst = MISSING if MISSING in states else FOUND if FOUND in states else CACHED
+            files = f" ({len(refs)} files)" if len(refs) > 1 else ""
+            cells.append(f"{which} record {end.record}: {worst}{files}")
         lines.append(f"{task.id:<{width}}  {cells[0]:<32}  {cells[1]}")
     pins = suite_pins(tasks)
     counts = {s: sum(result.status(p.ref.sha256 or "") == s for p in pins) for s in (FOUND, CACHED, MISSING)}
