@@ -30,12 +30,11 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import tomllib
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ladder_hints import HINTS  # noqa: E402
 
 from pytest_speedrun.errors import MetricsError  # noqa: E402
+from pytest_speedrun.files import tomllib  # noqa: E402
 from pytest_speedrun.judging.metrics import parse_text  # noqa: E402
 from pytest_speedrun.tasks.log_cut import MAIN, LogCutError, sections  # noqa: E402
 
