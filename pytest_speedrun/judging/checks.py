@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from pytest_speedrun.judging import integrity
+from pytest_speedrun.judging import integrity, steps_contract
 from pytest_speedrun.judging.integrity import Verdict
 from pytest_speedrun.judging.leaks import leak_reasons
 from pytest_speedrun.judging.static_rules import static_reasons
@@ -133,10 +133,12 @@ def untimed_limit(start_s: float, t_start_ms: float) -> float:
 
 def check(task: Task, ref: Reference, runs: Sequence, *, start_text: str, solution_text: str,
           target_text: str | None, scanned_dir: Path | None, regime: tuple[int, ...], script_name: str,
-          extra_tampered: Sequence[str] = (), allow_suspicious: bool = False) -> Checked:
+          extra_tampered: Sequence[str] = (), allow_suspicious: bool = False,
+          start_shapes: steps_contract.Records | None = None) -> Checked:
     """Judge one solution from its runs. `scanned_dir`: the directory whose files the leak scan reads (the
     workspace, or a node's directory; None for a trusted agent, whose target copy is by design, as is
-    `target_text=None`). `extra_tampered`: what was found while it ran (the data guard, a reused node's reasons)."""
+    `target_text=None`). `extra_tampered`: what was found while it ran (the data guard, a reused node's reasons).
+    `start_shapes`: a steps task's start record as its probe recorded it (steps_contract.py)."""
     verdict, p_value = run_verdict(task, runs)
     done = [ex for ex in runs if ex.metrics is not None]
     losses = tuple(ex.metrics.val_loss for ex in done)
@@ -145,13 +147,20 @@ def check(task: Task, ref: Reference, runs: Sequence, *, start_text: str, soluti
     static_tampered, static_suspicious = static_reasons(start_text, solution_text, target_text, script_name)
     clock_tampered, clock_suspicious = timeline_reasons(done, ref)
     tampered += static_tampered + list(extra_tampered) + clock_tampered
+    if steps_contract.applies(task):  # the optimization track's contract, on what the runs recorded
+        tampered += steps_contract.source_reasons(solution_text) + steps_contract.run_reasons(start_shapes or {}, done)
     mean_time = statistics.fmean(times) if times else None
     suspicious: list[str] = []
     if done and verdict.passed and mean_time is not None:
         mean_metrics = replace(done[0].metrics, val_loss=statistics.fmean(losses), train_time_ms=mean_time)
         wall = statistics.fmean(ex.outcome.wall_s for ex in done)
-        suspicious = integrity.suspicious_reasons(mean_metrics, wall, task.target_val_loss, ref.t_start_ms,
-                                                  ref.t_target_ms, ref.start_steps, ref.start_untimed_s)
+        if steps_contract.applies(task):  # scored by steps: the time rules do not bear on the score
+            suspicious = steps_contract.suspicious_reasons(
+                statistics.fmean(ex.metrics.steps for ex in done), mean_metrics.val_loss, task.target_val_loss,
+                task.target.steps, integrity.LOSS_MARGIN)
+        else:
+            suspicious = integrity.suspicious_reasons(mean_metrics, wall, task.target_val_loss, ref.t_start_ms,
+                                                      ref.t_target_ms, ref.start_steps, ref.start_untimed_s)
         suspicious += static_suspicious + clock_suspicious
     return Checked(verdict=integrity.final_verdict(verdict, tampered, suspicious, allow_suspicious),
                    mean_time_ms=mean_time, losses=losses, times=times, p_value=p_value)

@@ -63,3 +63,10 @@ Launcher = Literal["local", "slurm"]
 LOCAL: Final = "local"
 SLURM: Final = "slurm"
 LAUNCHERS: Final = (LOCAL, SLURM)
+
+# What a task is scored by (tasks/manifest.py `metric`): the reported train time (the record-history and time
+# tracks), or the number of training steps (the optimization track: data, batch and architecture fixed).
+Metric = Literal["time", "steps"]
+TIME: Final = "time"
+STEPS: Final = "steps"
+METRICS: Final = (TIME, STEPS)

@@ -28,7 +28,7 @@ from pytest_speedrun.execution.resources import Lease, no_lease
 from pytest_speedrun.execution.runtime import RuntimeChoice
 from pytest_speedrun.execution.sandbox import Sandbox
 from pytest_speedrun.files import write_atomic
-from pytest_speedrun.judging import checks, integrity, metrics, timeline
+from pytest_speedrun.judging import checks, integrity, metrics, steps_contract, timeline
 from pytest_speedrun.judging.integrity import Verdict
 from pytest_speedrun.judging.static_rules import target_text
 from pytest_speedrun.judging.status import AGENT_ERROR, INVALID
@@ -36,7 +36,7 @@ from pytest_speedrun.pipeline import replay
 from pytest_speedrun.pipeline.replay import RunMemo, save_outcome
 from pytest_speedrun.results import noise, record, store
 from pytest_speedrun.results.record import ItemResult
-from pytest_speedrun.results.scoring import Reference, Score, score
+from pytest_speedrun.results.scoring import Reference, Score, exact_interval, score_task
 from pytest_speedrun.tasks.hints import hint_text, regime_label
 from pytest_speedrun.tasks.manifest import Task
 
@@ -106,6 +106,7 @@ def execute_script(script: Path, task: Task, settings: RunSettings, seed: int, l
             env[runner.SESSION_MARKER] = settings.session_id
         if settings.store:
             env.update({runner.STORE_MARKER: settings.store, runner.OWNER_MARKER: settings.owner})
+        env.update(steps_contract.run_env(task, script.parent, env))  # a steps task's shape recorder
         spec = runner.RunSpec(script=script, workdir=script.parent, log_path=log_path, env=env, timeout_s=timeout,
                               nproc=settings.nproc or task.launch.nproc_per_node, python=settings.python,
                               prefix=tuple(settings.sandbox.prefix(
@@ -115,6 +116,7 @@ def execute_script(script: Path, task: Task, settings: RunSettings, seed: int, l
                               gpus=len(lease.gpus) if settings.gpus is None else settings.gpus,
                               on_progress=_progress_reporter(settings.progress, log_path))
         outcome = settings.launch(spec)
+    steps_contract.collect(task, script.parent, log_path)
     return replace(judge_execution(outcome, script, task, timeout), queued_s=round(lease.waited_s, 3))
 
 
@@ -202,6 +204,7 @@ class NodeRunner:
         self.results: list[NodeResult] = []
         self.executions: list[tuple[Execution, list[str]]] = []  # per node: the run, what the data guard found
         self.best_ms = req.reference.t_start_ms
+        self.start_shapes = start_shapes(req)  # a steps task's start record (steps_contract.py); None otherwise
 
     def __call__(self, script_text: str, parent: int | None = None, note: str = "") -> NodeResult:
         req, task, ref = self.req, self.req.task, self.req.reference
@@ -214,11 +217,12 @@ class NodeRunner:
         found = self.guard.changes()
         checked = checks.check(task, ref, [ex], start_text=self.start_text, solution_text=script_text,
                                target_text=self.target_text, scanned_dir=node_dir, regime=req.regime,
-                               script_name=SCRIPT_NAME, extra_tampered=found, allow_suspicious=req.allow_suspicious)
+                               script_name=SCRIPT_NAME, extra_tampered=found, allow_suspicious=req.allow_suspicious,
+                               start_shapes=self.start_shapes)
         verdict, m = checked.verdict, ex.metrics
         fsr = None
         if verdict.passed and m is not None:
-            fsr = score(m.train_time_ms, ref.t_start_ms, ref.t_target_ms).fsr
+            fsr = score_task(task.metric, ref, m.train_time_ms, m.steps, task.start.steps, task.target.steps).fsr
         if not verdict.passed:
             kind = "buggy"
         elif m is not None and m.train_time_ms < self.best_ms:
@@ -235,6 +239,18 @@ class NodeRunner:
         self.results.append(node)
         self.executions.append((ex, found))
         return node
+
+
+def start_shapes(req: ItemRequest) -> steps_contract.Records | None:
+    """A steps task's start record, probed under the recorder (cached beside the results store); None for a
+    time task."""
+    task, s = req.task, req.settings
+    if not steps_contract.applies(task) or task.start.script.path is None:
+        return None
+    key = steps_contract.launch_key(s.python, s.nproc or task.launch.nproc_per_node, s.dataset.root.name)
+    return steps_contract.start_records(
+        task, task.start.script.path, req.artifacts_dir.parent.parent / ".steps-start", key,
+        lambda script, probe, log: execute_script(script, probe, s, 0, log))
 
 
 @contextmanager
@@ -329,7 +345,7 @@ def run_item(req: ItemRequest) -> ItemResult:
                            target_text=nodes.target_text,
                            scanned_dir=None if getattr(req.agent, "trusted", False) else workspace,
                            regime=req.regime, script_name=SCRIPT_NAME, extra_tampered=found,
-                           allow_suspicious=req.allow_suspicious)
+                           allow_suspicious=req.allow_suspicious, start_shapes=nodes.start_shapes)
     result = _result(req, base, runs, checked, solution.usage)
     return record.write(art, replace(result, nodes=tuple(n.to_json() for n in nodes.results)))
 
@@ -337,23 +353,29 @@ def run_item(req: ItemRequest) -> ItemResult:
 def _result(req: ItemRequest, base: dict, runs: list[Execution], checked: checks.Checked,
             usage: dict) -> ItemResult:
     """The item's record from its runs and their verdict: the time is the mean train_time over the runs, with
-    its FSR interval (noise.py)."""
+    its FSR interval (noise.py). A steps task is scored by its mean steps, exactly: no interval from the machine's
+    noise, and no noise note or disturbance."""
     task, ref = req.task, req.reference
     done = [ex for ex in runs if ex.metrics is not None]
     first, m = runs[0], runs[0].metrics
     verdict, losses, times, mean_time, p_value = (checked.verdict, checked.losses, checked.times,
                                                   checked.mean_time_ms, checked.p_value)
     sc: Score | None = None
+    mean_steps = statistics.fmean(ex.metrics.steps for ex in done) if done else None
     if mean_time is not None and verdict.passed:  # a speedup only counts for a valid result
         try:
-            sc = score(mean_time, ref.t_start_ms, ref.t_target_ms)
+            sc = score_task(task.metric, ref, mean_time, mean_steps, task.start.steps, task.target.steps)
         except ValueError:
             sc = None
+    exact = exact_interval(sc) if sc is not None else None
+    by_steps = steps_contract.applies(task)  # the record's reference figures are the records' steps
     observed = [ex.timeline.train_time_observed_ms for ex in done
                 if ex.timeline is not None and ex.timeline.train_time_observed_ms is not None]
     disturbed = next((why for ex in done if (why := noise.disturbance(ex.contention, ex.cpu, ref.probe_s))), "")
     interval, note = None, ""
-    if sc is not None and mean_time is not None:
+    if exact is not None:  # steps: the machine's noise does not move the score
+        disturbed = ""
+    elif sc is not None and mean_time is not None:
         slowdown = max(noise.slowdown_bound(ex.contention, ex.cpu, ref.probe_s) for ex in done)
         faster = max(0.0, -min(noise.drift(ex.cpu, ref.probe_s) for ex in done))
         interval = noise.fsr_interval(sc.fsr, mean_time, len(times), ref.t_start_ms, ref.n_start, ref.t_target_ms,
@@ -369,8 +391,11 @@ def _result(req: ItemRequest, base: dict, runs: list[Execution], checked: checks
         train_time_std_ms=statistics.stdev(times) if len(times) > 1 else None,
         step=m.step if m else None, steps=m.steps if m else None,
         wall_s=round(sum(ex.outcome.wall_s for ex in runs), 3), speedup=sc.speedup if sc else None,
-        fsr=sc.fsr if sc else None, fsr_low=interval.low if interval else None,
-        fsr_high=interval.high if interval else None, noise=ref.spread.describe(), reference_state=ref.state,
+        fsr=sc.fsr if sc else None, fsr_low=exact[0] if exact else interval.low if interval else None,
+        fsr_high=exact[1] if exact else interval.high if interval else None,
+        noise="" if by_steps else ref.spread.describe(), reference_state="" if by_steps else ref.state,
+        metric=task.metric, s_start=task.start.steps if by_steps else None,
+        s_target=task.target.steps if by_steps else None,
         train_time_observed_ms=statistics.fmean(observed) if observed else None,
         train_times_observed_ms=tuple(observed) if len(runs) > 1 else (), disturbed=disturbed,
         queued_s=round(sum(ex.queued_s for ex in runs), 3), note=note, val_losses=losses if len(runs) > 1 else (),

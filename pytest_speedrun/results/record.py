@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pytest_speedrun import __version__
 from pytest_speedrun.files import write_atomic
-from pytest_speedrun.judging.status import BENCHMARK, Mode, Status
+from pytest_speedrun.judging.status import BENCHMARK, TIME, Metric, Mode, Status
 from pytest_speedrun.results import store
 
 
@@ -66,6 +66,9 @@ class ItemResult:
     usage: dict = field(default_factory=dict)
     nodes: tuple[dict, ...] = ()  # search nodes (scaffolds), in the order they ran
     mode: Mode = BENCHMARK  # or SMOKE: a few steps of the start script, no val_loss asserted
+    metric: Metric = TIME  # what fsr and speedup count (the task's manifest): train time, or steps
+    s_start: int | None = None  # steps tasks: s_i and s_(i+1), the records' steps the FSR is taken against
+    s_target: int | None = None
     runtime: str = ""  # the runtime the task names (tasks/runtimes.py; "" : none) and where its interpreter came
     runtime_kind: str = ""  # from (execution/runtime.py: python-option, mapped, built, current)
     python: str = ""  # the interpreter every run of the item used

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from pytest_speedrun.judging.status import STEPS, TIME, Metric
 from pytest_speedrun.results.noise import ASSUMED_CV, Spread
 
 
@@ -39,6 +40,10 @@ class Score:
     train_time_ms: float
     speedup: float
     fsr: float
+    metric: Metric = TIME
+    s_start: int | None = None  # steps tasks: s_i, s_(i+1) and the solution's steps s'
+    s_target: int | None = None
+    steps: float | None = None
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -53,3 +58,32 @@ def score(train_time_ms: float, t_start_ms: float, t_target_ms: float) -> Score:
         t_start_ms=t_start_ms, t_target_ms=t_target_ms, train_time_ms=train_time_ms,
         speedup=t_start_ms / train_time_ms, fsr=(t_start_ms - train_time_ms) / (t_start_ms - t_target_ms),
     )
+
+
+def steps_score(steps: float, s_start: int, s_target: int, t_start_ms: float = 0.0, t_target_ms: float = 0.0,
+                train_time_ms: float = 0.0) -> Score:
+    """FSR over step counts; `speedup` is s_i / s'. The times ride along for the record only."""
+    if s_target >= s_start:
+        raise ValueError(f"s_target={s_target} must be less than s_start={s_start}")
+    if steps <= 0:
+        raise ValueError(f"steps={steps} must be positive")
+    return Score(t_start_ms=t_start_ms, t_target_ms=t_target_ms, train_time_ms=train_time_ms,
+                 speedup=s_start / steps, fsr=(s_start - steps) / (s_start - s_target), metric=STEPS,
+                 s_start=s_start, s_target=s_target, steps=steps)
+
+
+def score_task(metric: Metric, ref: Reference, train_time_ms: float, steps: float | None,
+               s_start: int | None, s_target: int | None) -> Score:
+    """The score by the task's metric: over train times (against the reference times) or over step counts
+    (against the manifest's steps of the two records). Raises ValueError when the figures cannot be scored."""
+    if metric != STEPS:
+        return score(train_time_ms, ref.t_start_ms, ref.t_target_ms)
+    if steps is None or s_start is None or s_target is None:
+        raise ValueError("a steps task needs the solution's steps and both records' steps")
+    return steps_score(steps, s_start, s_target, ref.t_start_ms, ref.t_target_ms, train_time_ms)
+
+
+def exact_interval(sc: Score) -> tuple[float, float] | None:
+    """A steps score's interval: the score itself (a step count has no run-to-run noise); None for time scores,
+    whose interval comes from noise.fsr_interval."""
+    return (sc.fsr, sc.fsr) if sc.metric == STEPS else None

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_speedrun.execution.runner import tail
-from pytest_speedrun.judging.status import AGENT_ERROR, CURRENT, PASSED, SMOKE
+from pytest_speedrun.judging.status import AGENT_ERROR, CURRENT, PASSED, SMOKE, STEPS
 from pytest_speedrun.results import stats
 from pytest_speedrun.results.record import ItemResult
 
@@ -18,7 +18,8 @@ PROPERTY_KEYS = ("agent", "model", "scaffold", "hints", "seed", "status", "val_l
                  "train_time_std_ms", "t_start_ms", "t_target_ms", "speedup", "fsr", "fsr_low", "fsr_high", "noise",
                  "reference_state", "train_time_observed_ms", "disturbed", "queued_s", "note", "repeats", "p_value",
                  "artifact_dir", "reference_source", "start_source", "config_key", "resumed", "mode", "slurm_job_id",
-                 "slurm_node", "slurm_reattached", "runtime", "runtime_kind", "python", "torch", "compat", "reasons")
+                 "slurm_node", "slurm_reattached", "runtime", "runtime_kind", "python", "torch", "compat", "metric",
+                 "steps", "s_start", "s_target", "reasons")
 
 
 def _fmt(value: Any) -> Any:
@@ -108,16 +109,26 @@ def _num(value: Any, fmt: str) -> str:
 
 
 def fsr_cell(fsr: Any, low: Any, high: Any) -> str:
-    """`0.97 ± 0.05`, or `0.97 +0.30/-0.05` when the interval reaches further up (a disturbed run)."""
+    """`0.97 ± 0.05`, or `0.97 +0.30/-0.05` when the interval reaches further up (a disturbed run), or `1.00 exact`
+    when the interval is the point (a steps score)."""
     if fsr in (None, ""):
         return "-"
     f = float(fsr)
     if low in (None, "") or high in (None, ""):
         return f"{f:.2f}"
     up, down = float(high) - f, f - float(low)
+    if up == down == 0:
+        return f"{f:.2f} exact"
     if abs(up - down) < 0.005:
         return f"{f:.2f} ± {down:.2f}"
     return f"{f:.2f} +{up:.2f}/-{down:.2f}"
+
+
+def _measure_cells(r: dict[str, Any]) -> tuple[str, str, str]:
+    """The train_ms, t_i_ms and t_i+1_ms cells; for a task scored by steps, its steps s', s_i and s_i+1."""
+    if r.get("metric") == STEPS:
+        return tuple(f"{_num(r.get(k), '.0f')} steps" for k in ("steps", "s_start", "s_target"))  # type: ignore
+    return _num(r["train_time_ms"], ".0f"), _num(r["t_start_ms"], ".0f"), _num(r["t_target_ms"], ".0f")
 
 
 def summary_lines(rows: list[dict[str, Any]]) -> list[str]:
@@ -129,7 +140,7 @@ def summary_lines(rows: list[dict[str, Any]]) -> list[str]:
         (r["nodeid"].rsplit("/", 1)[-1].rsplit("::", 1)[-1],
          r["status"] + (" (resumed)" if r.get("resumed") else "")
          + (" (smoke)" if r.get("mode") == SMOKE else ""), _num(r["val_loss"], ".4f"),
-         _num(r["train_time_ms"], ".0f"), _num(r["t_start_ms"], ".0f"), _num(r["t_target_ms"], ".0f"),
+         *_measure_cells(r),
          _num(r["speedup"], ".3f"), fsr_cell(r["fsr"], r.get("fsr_low"), r.get("fsr_high")))
         + ((f"{r.get('slurm_job_id') or '-'}@{r.get('slurm_node') or '-'}"
             + (" (re-attached)" if r.get("slurm_reattached") else ""),) if slurm else ())

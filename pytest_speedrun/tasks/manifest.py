@@ -3,6 +3,9 @@
 A manifest is a TOML file under `tasks/<suite>/`. The schema is checked by hand against a small declarative
 table below (rather than pydantic or jsonschema) so that the plugin's runtime dependencies stay at pytest and
 tomli, and so every error names the manifest file and the dotted key.
+
+`metric` (top level, optional): "time" (default; FSR over train times) or "steps" (the optimization track: FSR
+over the records' step counts, which `start.steps` and `target.steps` must then give as the scripts run them).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Any
 
 from pytest_speedrun.errors import TaskError
 from pytest_speedrun.files import PACKAGE_DIR, tomllib
+from pytest_speedrun.judging.status import METRICS, STEPS, TIME, Metric
 from pytest_speedrun.tasks.runtimes import runtime_file
 
 HINT_LEVELS = (1, 2, 3)
@@ -47,7 +51,8 @@ class Record:
     record: int
     script: ScriptRef
     train_time_ms: float
-    steps: int | None = None  # the record's num_iterations, when known (suspicious-result rule)
+    steps: int | None = None  # the record's training steps as it runs (its log's final step:N/N); the score
+    # of a steps task, and the suspicious-result rule's reference of a time task
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,7 @@ class Task:
     dataset: str = "tiny"  # "tiny" (generated) or "fineweb" (downloaded)
     train_shards: int = 1
     reference: str = "manifest"  # "manifest" (fixed t_i, t_{i+1}) or "calibrate" (measured on this machine)
+    metric: Metric = TIME  # what the score counts: train time, or training steps (the optimization track)
     track: int | None = None  # the upstream track (1: GPT-2 small, 2: medium); items get the marker trackN
 
 
@@ -95,6 +101,7 @@ _TOP = {
     "hints": (_TABLE, False),
     "data": (_TABLE, False),
     "reference": (_TABLE, False),
+    "metric": (_STR, False),
     "track": (_INT, False),
 }
 _RECORD = {"record": (_INT, True), "script": (_TABLE, True), "train_time_ms": (_NUM, True), "steps": (_INT, False)}
@@ -207,7 +214,12 @@ def load_task(manifest: Path) -> Task:
     chk.table(raw, _TOP, "")
     start = _record(chk, raw["start"], "start")
     target = _record(chk, raw["target"], "target")
-    if target.train_time_ms >= start.train_time_ms:
+    metric = raw.get("metric", TIME)
+    if metric not in METRICS:
+        raise chk.fail("metric", f"{metric!r} is not one of {', '.join(repr(m) for m in METRICS)}")
+    if metric == STEPS:
+        _check_steps(chk, start, target)
+    elif target.train_time_ms >= start.train_time_ms:
         raise chk.fail("target.train_time_ms", f"t_(i+1) = {target.train_time_ms:g} ms must be less than "
                        f"start.train_time_ms t_i = {start.train_time_ms:g} ms (the target record is the faster one)")
     if not 0 < raw["target_val_loss"] < 100:
@@ -241,12 +253,28 @@ def load_task(manifest: Path) -> Task:
     track = raw.get("track")
     if track is not None and track not in TRACKS:
         raise chk.fail("track", f"{track} is not one of {', '.join(map(str, TRACKS))} (the upstream speedrun tracks)")
+    if metric == STEPS and reference["source"] != "manifest":
+        raise chk.fail("reference.source", f"a task with metric = {STEPS!r} is scored by its records' steps "
+                       "(start.steps, target.steps); measuring their times would not change its score: use 'manifest'")
     return Task(
         id=raw["id"], suite=raw["suite"], title=raw.get("title", raw["id"]),
         target_val_loss=float(raw["target_val_loss"]),
         start=start, target=target, launch=launch, hints=hints, manifest=manifest.resolve(),
-        dataset=data["dataset"], train_shards=data.get("train_shards", 1), reference=reference["source"], track=track,
+        dataset=data["dataset"], train_shards=data.get("train_shards", 1), reference=reference["source"],
+        metric=metric, track=track,
     )
+
+
+def _check_steps(chk: _Checker, start: Record, target: Record) -> None:
+    """A steps task is scored from the two records' step counts: both are needed, and the target takes fewer."""
+    for key, rec in (("start", start), ("target", target)):
+        if rec.steps is None or rec.steps < 1:
+            raise chk.fail(f"{key}.steps", f"a task with metric = {STEPS!r} needs the record's training steps as it "
+                           f"runs (its log's final step:N/N), a positive integer; got {rec.steps!r}")
+    assert start.steps is not None and target.steps is not None
+    if target.steps >= start.steps:
+        raise chk.fail("target.steps", f"s_(i+1) = {target.steps} must be less than start.steps s_i = {start.steps} "
+                       "(the target record takes fewer steps)")
 
 
 def suite_dirs() -> list[Path]:
