@@ -11,6 +11,7 @@ the value after it was read (docs/integrity.md lists the limits).
 from __future__ import annotations
 
 import ast
+from functools import lru_cache
 
 PROTECTED_ENV = ("NANOGPT_TRAIN_FILES", "NANOGPT_VAL_FILES", "NANOGPT_VAL_TOKENS")
 _WRITERS = {"putenv", "setdefault", "update", "__setitem__", "pop", "unsetenv"}
@@ -40,9 +41,7 @@ def _is_write(expr: ast.AST) -> bool:
     return False
 
 
-def env_usage(source: str) -> tuple[dict[str, set[str]], list[str]]:
-    """(reads, writes): per protected variable the set of read expressions (unparsed, normalized), and the
-    source of every statement that writes one. Raises SyntaxError for unparsable source."""
+def _env_usage(source: str) -> tuple[dict[str, set[str]], list[str]]:
     tree = ast.parse(source)
     parents = _parents(tree)
     reads: dict[str, set[str]] = {name: set() for name in PROTECTED_ENV}
@@ -69,6 +68,23 @@ def env_usage(source: str) -> tuple[dict[str, set[str]], list[str]]:
         else:
             reads[node.value].add(ast.unparse(expr))
     return reads, writes
+
+
+@lru_cache(maxsize=32)
+def _env_usage_cached(source: str) -> tuple[tuple[tuple[str, frozenset[str]], ...], tuple[str, ...]]:
+    reads, writes = _env_usage(source)
+    return tuple((name, frozenset(r)) for name, r in reads.items()), tuple(writes)
+
+
+def env_usage(source: str) -> tuple[dict[str, set[str]], list[str]]:
+    """(reads, writes): per protected variable the set of read expressions (unparsed, normalized), and the
+    source of every statement that writes one. Raises SyntaxError for unparsable source.
+
+    Cached by the source text itself (an exact key: the same text always gives the same answer), so the start
+    script, the same for every item, search node and repeat of a task, is parsed once per process; the caller
+    gets fresh containers. A SyntaxError is not cached."""
+    reads, writes = _env_usage_cached(source)
+    return {name: set(r) for name, r in reads}, list(writes)
 
 
 def contract_reasons(start_source: str, solution_source: str, script_name: str = "train_gpt2.py") -> list[str]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import keyword
 import tokenize
+from functools import lru_cache
 
 _DROP = {tokenize.COMMENT, tokenize.NL, tokenize.ENCODING, tokenize.ENDMARKER}
 _STRUCTURE = {tokenize.INDENT, tokenize.DEDENT, tokenize.NEWLINE}
@@ -23,14 +24,28 @@ _STRUCTURE = {tokenize.INDENT, tokenize.DEDENT, tokenize.NEWLINE}
 
 def code_tokens(source: str) -> list[tuple[int, str]] | None:
     """(type, text) of every token that carries code; None when the source does not tokenize."""
+    tokens = _code_tokens(source)
+    return list(tokens) if tokens is not None else None
+
+
+# Cached by the source text itself (an exact key): the target record's script is the same for every item,
+# search node and repeat of a task, so it is tokenized (and renamed) once per process.
+@lru_cache(maxsize=32)
+def _code_tokens(source: str) -> tuple[tuple[int, str], ...] | None:
     try:
         toks = list(tokenize.generate_tokens(io.StringIO(source).readline))
     except (tokenize.TokenError, IndentationError, SyntaxError):
         return None
-    return [(t.type, "" if t.type in _STRUCTURE else t.string) for t in toks if t.type not in _DROP]
+    return tuple((t.type, "" if t.type in _STRUCTURE else t.string) for t in toks if t.type not in _DROP)
 
 
-def _renamed(tokens: list[tuple[int, str]]) -> list[tuple[int, str]]:
+@lru_cache(maxsize=32)
+def _renamed_tokens(source: str) -> tuple[tuple[int, str], ...] | None:
+    tokens = _code_tokens(source)
+    return tuple(_renamed(tokens)) if tokens is not None else None
+
+
+def _renamed(tokens: tuple[tuple[int, str], ...]) -> list[tuple[int, str]]:
     seen: dict[str, str] = {}
     out = []
     for kind, text in tokens:
@@ -44,13 +59,13 @@ def near_copy_reasons(solution_source: str, target_source: str | None, script_na
     """Reasons (suspicious) why the solution is the target record's script, up to formatting or renaming."""
     if not target_source:
         return []
-    sol, target = code_tokens(solution_source), code_tokens(target_source)
+    sol, target = _code_tokens(solution_source), _code_tokens(target_source)
     if sol is None or target is None:
         return []
     if sol == target:
         return [f"{script_name} is the target record's script up to comments, blank lines and whitespace "
                 f"({len(sol)} identical tokens): a copy of the human answer"]
-    if _renamed(sol) == _renamed(target):
+    if len(sol) == len(target) and _renamed_tokens(solution_source) == _renamed_tokens(target_source):
         names = {t for k, t in sol if k == tokenize.NAME} ^ {t for k, t in target if k == tokenize.NAME}
         return [f"{script_name} is the target record's script up to comments, whitespace and consistently renamed "
                 f"identifiers ({len(sol)} tokens; renamed: {', '.join(sorted(names)[:6])}): a copy of the human answer"]

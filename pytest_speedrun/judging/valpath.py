@@ -24,6 +24,7 @@ import ast
 import re
 import string
 from dataclasses import dataclass
+from functools import lru_cache
 
 from pytest_speedrun.judging.dataflow import AVERAGED, VAL, Ctx, Flow, TooComplex
 
@@ -103,7 +104,15 @@ def _percent_site(node: ast.BinOp, text: str) -> tuple[ast.AST, ast.AST | None, 
 
 
 def val_paths(source: str) -> list[ValPath]:
-    """The val_loss printing sites of `source` with their normalised paths. Raises SyntaxError if unparsable."""
+    """The val_loss printing sites of `source` with their normalised paths. Raises SyntaxError if unparsable.
+
+    Cached by the source text itself (an exact key), so the start script's data flow, the same for every item,
+    search node and repeat of a task, is followed once per process. What raises is not cached."""
+    return list(_val_paths(source))
+
+
+@lru_cache(maxsize=32)
+def _val_paths(source: str) -> tuple[ValPath, ...]:
     tree = ast.parse(source)
     flow = Flow(tree)
     out = []
@@ -121,7 +130,7 @@ def val_paths(source: str) -> list[ValPath]:
                 path, lines = TOO_COMPLEX, frozenset()
         lines = {n for n in lines if n != AVERAGED} | {stmt.lineno}
         out.append(ValPath(line=stmt.lineno, path=path, lines=tuple(sorted(lines))))
-    return out
+    return tuple(out)
 
 
 def _accepted(start: list[ValPath]) -> set[str]:
