@@ -10,18 +10,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_speedrun.agents.registry import available_agents
 from pytest_speedrun.errors import MissingInput, SpeedrunError
-from pytest_speedrun.pipeline.session import SpeedrunSession, outer_timeout_s
-from pytest_speedrun.results import summary
-from pytest_speedrun.results.record import ItemResult
-from pytest_speedrun.settings import Settings
-from pytest_speedrun.tasks.hints import regime_label
-from pytest_speedrun.tasks.manifest import Task, load_task
+
+# The pipeline is imported where an item or a manifest first needs it (plugin.py says why).
+if TYPE_CHECKING:
+    from pytest_speedrun.pipeline.session import SpeedrunSession
+    from pytest_speedrun.results.record import ItemResult
+    from pytest_speedrun.settings import Settings
+    from pytest_speedrun.tasks.manifest import Task
 
 SESSION_KEY = "speedrun_session"
 
@@ -41,6 +41,8 @@ STATE = pytest.StashKey[SpeedrunState]()
 def item_timeout(config: pytest.Config, task, settings) -> float:
     """The item's pytest-timeout: the outer safety net, or the user's timeout if that is shorter (a marker would
     otherwise override what CI asked for). pytest-timeout's documented order: --timeout, PYTEST_TIMEOUT, ini."""
+    from pytest_speedrun.pipeline.session import outer_timeout_s
+
     outer = outer_timeout_s(task, settings)
     user = config.getoption("timeout", None)
     if user is None:
@@ -67,6 +69,9 @@ class ManifestFile(pytest.File):
     """One manifest: its items, parametrized over hint regimes × seeds. A bad manifest fails only itself."""
 
     def collect(self) -> list[SpeedrunItem]:
+        from pytest_speedrun.tasks.hints import regime_label
+        from pytest_speedrun.tasks.manifest import load_task
+
         task = load_task(self.path)
         settings = self.config.stash[STATE].settings
         items = []
@@ -118,6 +123,8 @@ class SpeedrunItem(pytest.Item):
     def setup(self) -> None:
         state = self.config.stash[STATE]
         if state.session.agent is None and not state.settings.smoke:
+            from pytest_speedrun.agents.registry import available_agents
+
             pytest.skip(f"no agent: run the benchmark with --speedrun-agent=oracle (or one of: "
                         f"{', '.join(available_agents())})")
 
@@ -131,6 +138,8 @@ class SpeedrunItem(pytest.Item):
         except SpeedrunError as exc:
             raise SpeedrunFailure(f"{self.task.id}: {exc}") from None
         self.result = result
+        from pytest_speedrun.results import summary
+
         self.user_properties.extend(summary.user_properties(result))
         message = summary.failure_message(result, state.settings.min_fsr)
         if message:

@@ -7,14 +7,12 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_speedrun import hookspec
 from pytest_speedrun.errors import MissingInput, SpeedrunError
-from pytest_speedrun.execution.resources import Lease
-from pytest_speedrun.execution.sandbox import probe as probe_sandbox
 from pytest_speedrun.items import (
     SESSION_KEY,
     STATE,
@@ -24,11 +22,13 @@ from pytest_speedrun.items import (
     SuiteCollector,
     link_previous,
 )
-from pytest_speedrun.options import add_options, agent_from_config, settings_from_config
-from pytest_speedrun.pipeline.item import Execution
-from pytest_speedrun.pipeline.session import SessionInfo, SpeedrunSession
-from pytest_speedrun.results import summary
-from pytest_speedrun.tasks.manifest import find_suite
+
+# The pipeline (session, runs, judging, agents) is imported by the hooks that use it, not here: pytest imports
+# every installed plugin on every run, and a run that never reaches pytest_configure (--version, a usage error)
+# or that names no suite should not pay for it (issue 23).
+if TYPE_CHECKING:
+    from pytest_speedrun.execution.resources import Lease
+    from pytest_speedrun.pipeline.item import Execution
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -36,6 +36,8 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    from pytest_speedrun.options import add_options
+
     add_options(parser)
 
 
@@ -45,6 +47,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "speedrun_gpus(n): GPUs the speedrun_gpus fixture leases (default 1)")
     config.addinivalue_line("markers", "track1: a ladder task of upstream track 1 (GPT-2 small, val loss 3.28)")
     config.addinivalue_line("markers", "track2: a ladder task of upstream track 2 (GPT-2 medium, val loss 2.92)")
+    from pytest_speedrun.options import agent_from_config, settings_from_config
+    from pytest_speedrun.pipeline.session import SessionInfo, SpeedrunSession
+
     try:
         settings = settings_from_config(config)
         agent = agent_from_config(config, settings.agent, settings.cache_dir) if settings.agent else None
@@ -92,6 +97,8 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     if state.orphans:
         lines.append(state.orphans)
     if s.agent and s.sandbox != "none":
+        from pytest_speedrun.execution.sandbox import probe as probe_sandbox
+
         lines.append("speedrun " + probe_sandbox(s.sandbox).describe())
     return lines
 
@@ -117,6 +124,8 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> ManifestFi
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    from pytest_speedrun.tasks.manifest import find_suite
+
     state = config.stash[STATE]
     suites = list(state.settings.suites)
     if not config.getoption("speedrun_suite") and config.args_source == pytest.Config.ArgsSource.ARGS:
@@ -210,6 +219,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     xml = config.stash.get(xml_key, None)
     if xml is not None:
+        from pytest_speedrun.results import summary
+
         for name, value in summary.suite_properties(state.rows):
             xml.add_global_property(name, value)
 
@@ -220,6 +231,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     rows = config.stash[STATE].rows
     if not rows:
         return
+    from pytest_speedrun.results import summary
+
     terminalreporter.write_sep("=", "speedrun")
     for line in summary.summary_lines(rows):
         terminalreporter.write_line(line)
@@ -228,6 +241,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if agent is not None and not getattr(agent, "trusted", False):  # baseline and oracle need no answers hidden
         # Agents that start processes (command: and its presets) say whether they need the network.
         networked = hasattr(agent, "needs_network") and (agent.needs_network or session.settings.agent_network)
+        from pytest_speedrun.execution.sandbox import probe as probe_sandbox
+
         exposure = probe_sandbox(session.settings.sandbox).exposure(networked)
         if exposure:
             terminalreporter.write_line(exposure)

@@ -11,25 +11,51 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 
 from pytest_speedrun.agents.base import Agent
-from pytest_speedrun.agents.coding import PRESETS as CODING_PRESETS
-from pytest_speedrun.agents.coding import make_coding_agent
-from pytest_speedrun.agents.command import CommandAgent
-from pytest_speedrun.agents.llm import PRESETS, make_llm_agent
 from pytest_speedrun.agents.static import BaselineAgent, OracleAgent
 from pytest_speedrun.errors import UsageError
 
 ENTRY_POINT_GROUP = "pytest_speedrun.agents"
 Factory = Callable[[str | None], Agent]
 
+# The names of the coding-agent CLI presets (agents/coding.py's PRESETS) and the LLM presets (agents/llm/settings.py's
+# PRESETS), spelled here so that listing or resolving an agent imports neither module until one of them is asked
+# for: the coding agents pull in the command agent's machinery, the LLM agents the client and the scaffolds
+# (tests/test_lazy_imports.py keeps these lists equal to the modules' own).
+CODING_PRESET_NAMES = ("aider", "claude-code", "codex", "gemini-cli")
+LLM_PRESET_NAMES = ("claude", "deepseek", "local", "openai")
+
+
+def _command(arg: str | None) -> Agent:
+    from pytest_speedrun.agents.command import CommandAgent
+
+    return CommandAgent(arg or "")
+
+
+def _coding(name: str) -> Factory:
+    def factory(arg: str | None) -> Agent:
+        from pytest_speedrun.agents.coding import make_coding_agent
+
+        return make_coding_agent(name, arg)
+    return factory
+
+
+def _llm(name: str) -> Factory:
+    def factory(arg: str | None) -> Agent:
+        from pytest_speedrun.agents.llm.agent import make_llm_agent
+
+        return make_llm_agent(name, arg)
+    return factory
+
+
 BUILTINS: dict[str, Factory] = {
     "baseline": lambda arg: BaselineAgent(),
     "oracle": lambda arg: OracleAgent(),
-    "command": lambda arg: CommandAgent(arg or ""),
+    "command": _command,
     # Coding-agent CLIs as command agents (coding.py); the text after the colon is the model.
-    **{name: (lambda arg, name=name: make_coding_agent(name, arg)) for name in CODING_PRESETS},
+    **{name: _coding(name) for name in CODING_PRESET_NAMES},
     # LLM presets with their defaults and the environment; the plugin passes factories that also read the
     # pyproject/ini tables and the CLI options (`llm_factories`).
-    **{name: (lambda arg, name=name: make_llm_agent(name, arg)) for name in PRESETS},
+    **{name: _llm(name) for name in LLM_PRESET_NAMES},
 }
 
 
@@ -41,7 +67,7 @@ def available_agents(extra: dict[str, Factory] | None = None) -> list[str]:
     names = set(BUILTINS) | {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)} | set(extra or {})
     # The offline agents first, then the coding-agent presets, then the LLM presets.
     return sorted((f"{n}:<shell command>" if n == "command" else n for n in names),
-                  key=lambda n: (n in PRESETS, n in CODING_PRESETS, n))
+                  key=lambda n: (n in LLM_PRESET_NAMES, n in CODING_PRESET_NAMES, n))
 
 
 def make_agent(spec: str, extra: dict[str, Factory] | None = None) -> Agent:
