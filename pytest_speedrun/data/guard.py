@@ -5,7 +5,8 @@ Small shards (≤ 64 MiB, e.g. the whole tiny corpus) are hashed in full. Big sh
 any in-place rewrite of training or validation tokens of meaningful size changes, and the size and mtime
 catch the rest of the cheap edits. The reference digests are taken when the guard is created, which the
 harness does before the agent runs; the tiny corpus additionally checks against the digests recorded when it
-was generated.
+was generated. Within a process, that snapshot reuses the digest of a shard unchanged since it was last read
+(same path, device, inode, size, mtime and ctime); the check after a run always reads the content.
 """
 
 from __future__ import annotations
@@ -48,6 +49,40 @@ def shard_state(path: Path) -> ShardState:
     return ShardState(size=st.st_size, mtime_ns=st.st_mtime_ns, digest=h.hexdigest(), sampled=sampled)
 
 
+# Digests of shards this process has read, by what the file system says of them: path, device, inode, size,
+# mtime and ctime. Only the snapshot taken *before* a run reuses one (DataGuard.__init__): the check after the run
+# always reads the content again (and refreshes the entry), so a change is caught whatever its timestamps say,
+# and a cached digest only saves re-reading unchanged shards between items. ctime is in the key because no
+# process can set it back: a rewrite with its mtime restored (os.utime) still misses the cache.
+_SEEN: dict[tuple[str, int, int, int, int, int], ShardState] = {}
+_SEEN_MAX = 4096
+
+
+def _seen_key(path: Path, st: os.stat_result) -> tuple[str, int, int, int, int, int]:
+    return (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def remembered_state(path: Path) -> ShardState:
+    """`shard_state(path)`, from this process's last reading of the same unchanged file when there is one."""
+    state = _SEEN.get(_seen_key(path, path.stat()))
+    return state if state is not None else read_state(path)
+
+
+def read_state(path: Path) -> ShardState:
+    """`shard_state(path)`, read now, and kept for a later snapshot when the file did not change while it was read."""
+    before = _seen_key(path, path.stat())
+    state = shard_state(path)
+    try:
+        after = _seen_key(path, path.stat())
+    except OSError:
+        return state
+    if before == after:
+        if len(_SEEN) >= _SEEN_MAX:
+            _SEEN.clear()
+        _SEEN[after] = state
+    return state
+
+
 def full_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -68,7 +103,7 @@ class DataGuard:
     def __init__(self, root: Path, patterns: tuple[str, ...] = ("*.bin",)) -> None:
         self.root = root
         self.paths = sorted({p for pat in patterns for p in root.glob(pat)})
-        self.before = {p: shard_state(p) for p in self.paths}
+        self.before = {p: remembered_state(p) for p in self.paths}
         self.recorded: dict[str, str] = {}
         try:
             self.recorded = json.loads((root / DIGESTS_FILE).read_text())
@@ -81,7 +116,7 @@ class DataGuard:
             if not path.exists():
                 reasons.append(f"data shard {path.name} was deleted during the run")
                 continue
-            now = shard_state(path)
+            now = read_state(path)  # always read afresh (and kept for the next snapshot)
             if now.size != before.size:
                 reasons.append(f"data shard {path.name} changed size during the run "
                                f"({before.size} -> {now.size} bytes)")
