@@ -18,7 +18,9 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 
@@ -28,9 +30,17 @@ from pytest_speedrun.data.guard import full_sha256
 from pytest_speedrun.errors import CalibrationError
 from pytest_speedrun.execution.resources import GPU_THREADS
 from pytest_speedrun.files import write_atomic
+from pytest_speedrun.judging.status import STEPS
 from pytest_speedrun.pipeline.item import SCRIPT_NAME, Execution, RunSettings, execute_script
 from pytest_speedrun.results import noise
-from pytest_speedrun.results.noise import ASSUMED_CV, CONTROL_RUNS, Spread, pooled_spread, shift_check
+from pytest_speedrun.results.noise import (
+    ASSUMED_CV,
+    CONTROL_RUNS,
+    Spread,
+    Witness,
+    pooled_spread,
+    shift_check,
+)
 from pytest_speedrun.results.scoring import Reference
 from pytest_speedrun.tasks.manifest import ScriptRef, Task
 
@@ -235,7 +245,8 @@ class Calibrator:
         return {**observed, "probes_s": probes, "train_time_ms": geometric_mean(times), "train_times_ms": times,
                 "val_losses": losses,
                 "steps": ex.metrics.steps, "untimed_s": statistics.median(untimed), "disturbed": disturbed,
-                "script": str(ref.path), "fingerprint": fp, "fingerprint_id": fid, "measured_at": time.time()}
+                "script": str(ref.path), "fingerprint": fp, "fingerprint_id": fid, "measured_at": time.time(),
+                "last_run_at": time.time()}
 
     def spread(self, fid: str, over_time: bool = True) -> Spread:
         """The run-to-run spread pooled over every current entry of this fingerprint (assumed if none has 2+ runs).
@@ -292,7 +303,7 @@ class Calibrator:
                     entry = {**cached, "train_times_ms": times, "train_time_ms": geometric_mean(times),
                              "probes_s": (cached.get("probes_s", []) + fresh["probes_s"])[-MAX_RUNS_KEPT:],
                              "val_losses": (cached.get("val_losses", []) + fresh["val_losses"])[-MAX_RUNS_KEPT:],
-                             "checked_at": at}
+                             "checked_at": at, "last_run_at": fresh["last_run_at"]}
                 write_atomic(entry_path, json.dumps(entry, indent=2, sort_keys=True) + "\n")
                 result = {"state": "re-measured" if check.moved else "re-checked", "at": at,
                           "check": check.describe(), "spread": spread.describe(), "session": self.settings.session_id}
@@ -339,3 +350,43 @@ class Calibrator:
                          start_val_pause_s=start.get("val_pause_s"),
                          probe_s=statistics.median(probes) if (probes := start.get("probes_s", [])
                                                                + target.get("probes_s", [])) else None)
+
+    def witness_timer(self, task: Task, ref: Reference) -> Callable[[RunSettings, Path, float], Witness] | None:
+        """What times `task`'s witness (`witness`), or None where a task gets none: references from the manifest
+        (the paper's times say where they come from), a task scored by steps (no machine noise), a reference that
+        fell back to the manifest."""
+        if (task.reference != "calibrate" or task.metric == STEPS or not ref.source.startswith("calibrated:")
+                or task.start.script.path is None):
+            return None
+        return partial(self.witness, task, ref)
+
+    def witness(self, task: Task, ref: Reference, settings: RunSettings, art: Path, scored_started_at: float,
+                ) -> Witness:
+        """The start record timed once now, under `settings` (the item's: the same lease and timing slot as its
+        final runs when the caller holds them), its log in `art`/witness. When the start record's own calibration
+        or control runs ended within WITNESS_WINDOW_S before the scored run started, the last of them is the
+        witness and nothing runs."""
+        _, entry_path, _, fid = self._paths(task, task.start.script)
+        try:
+            entry = json.loads(entry_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            entry = {}
+        last_at = float(entry.get("last_run_at", entry.get("measured_at", 0)))
+        same = (entry.get("fingerprint_id") == fid and entry.get("train_times_ms")
+                and math.isclose(float(entry.get("train_time_ms", 0)), ref.t_start_ms))
+        if same and 0 <= scored_started_at - last_at <= noise.witness_window_s():
+            return Witness(ms=float(entry["train_times_ms"][-1]), reference_ms=ref.t_start_ms,
+                           n_reference=ref.n_start, record=task.start.record, reused=True, ended_at=last_at,
+                           log_path=str(entry_path.with_suffix("")))
+        assert task.start.script.path is not None
+        work = art / "witness"
+        work.mkdir(parents=True, exist_ok=True)
+        script = work / SCRIPT_NAME
+        shutil.copyfile(task.start.script.path, script)
+        ex = execute_script(script, task, settings, seed=0, log_path=work / "run.log")
+        base = dict(reference_ms=ref.t_start_ms, n_reference=ref.n_start, record=task.start.record,
+                    started_at=ex.started_at, ended_at=ex.ended_at, log_path=str(work / "run.log"))
+        if not ex.verdict.passed or ex.metrics is None:
+            why = f"{ex.verdict.status} ({'; '.join(ex.verdict.reasons)})"
+            return Witness(ms=ref.t_start_ms, **base, failed=why)
+        return Witness(ms=ex.metrics.train_time_ms, probe_s=ex.cpu.get("probe_s"), **base)

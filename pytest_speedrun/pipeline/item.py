@@ -11,8 +11,9 @@ import json
 import shutil
 import statistics
 import sys
+import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -53,6 +54,8 @@ class Execution:
     timeline: timeline.Timeline | None = None  # the harness's own clock of the run (None: no timeline file)
     cpu: dict[str, float] = field(default_factory=dict)  # the pump's accounting: cpu_s, wait_s, wall_s
     queued_s: float = 0.0  # how long the run waited for its cores/GPUs
+    started_at: float = 0.0  # wall-clock start and end of the run as launched here (0: a run restored from a memo)
+    ended_at: float = 0.0
 
     @property
     def contention(self) -> float:
@@ -115,9 +118,12 @@ def execute_script(script: Path, task: Task, settings: RunSettings, seed: int, l
                               max_memory_bytes=settings.max_memory_bytes, cpu_affinity=lease.cores,
                               gpus=len(lease.gpus) if settings.gpus is None else settings.gpus,
                               on_progress=_progress_reporter(settings.progress, log_path))
+        started_at = time.time()
         outcome = settings.launch(spec)
+        ended_at = time.time()
     steps_contract.collect(task, script.parent, log_path)
-    return replace(judge_execution(outcome, script, task, timeout), queued_s=round(lease.waited_s, 3))
+    return replace(judge_execution(outcome, script, task, timeout), queued_s=round(lease.waited_s, 3),
+                   started_at=started_at, ended_at=ended_at)
 
 
 def judge_execution(outcome: runner.RunOutcome, script: Path, task: Task, timeout: float) -> Execution:
@@ -163,6 +169,8 @@ class ItemRequest:
     start_source: str = ""  # what the start script is, for reports ("record 5", "tiny01 solution", ...)
     resume_from: Path | None = None  # an interrupted attempt's artifacts: its finished runs and LLM answers
     config_key: str = ""  # the resume key, when the caller computed it already ("": run_item computes it)
+    # times the task's witness next to the scored run (calibrate.Calibrator.witness); None: the task gets none
+    witness: Callable[[RunSettings, Path, float], noise.Witness] | None = None
 
 
 def config_key(task: Task, agent: Agent, regime: tuple[int, ...], seed: int, repeats: int = 1,
@@ -278,6 +286,15 @@ def runtime_fields(choice: RuntimeChoice | None) -> dict:
             "compat": tuple(choice.compat)}
 
 
+@contextmanager
+def _held(settings: RunSettings) -> Iterator[tuple[RunSettings, float]]:
+    """One lease (cores and timing slot) for an item's final runs and their witness: settings whose runs take it
+    without waiting again, and how long taking it waited."""
+    with settings.lease() as lease:
+        held = replace(lease, waited_s=0.0)
+        yield replace(settings, lease=lambda: nullcontext(held)), round(lease.waited_s, 3)
+
+
 def _run_seed(seed: int, repeat: int) -> int:
     return seed if repeat == 0 else seed + 1_000_003 * repeat
 
@@ -323,68 +340,103 @@ def run_item(req: ItemRequest) -> ItemResult:
     write_atomic(art / "solution.py", solution.script)
     store.write_diff(art / "solution.diff", start_text, solution.script)
 
-    runs = []
+    runs: list[Execution] = []
     found: list[str] = []  # what was found while the runs ran: the data guard, a reused node's reasons
     reuse = solution.node is not None and req.repeats <= 1 and 0 <= solution.node < len(nodes.executions)
     if reuse:  # the best search node already ran this script under the same checks: its run is the score
         ex, node_tampered = nodes.executions[solution.node]
-        if Path(nodes.results[solution.node].script_path).read_text(encoding="utf-8") == solution.script:
+        recent = ex.ended_at and time.time() - ex.ended_at <= noise.witness_window_s()
+        if Path(nodes.results[solution.node].script_path).read_text(encoding="utf-8") == solution.script and (
+                req.witness is None or recent):  # a witness must be timed next to it: else the solution runs again
             runs.append(ex)
             found += node_tampered
-    for r in range(0 if runs else max(1, req.repeats)):
-        log = art / ("run.log" if r == 0 else f"run-{r}.log")
-        if r == 0:
-            runs.append(_execute_or_reuse(memo, script, task, req.settings, req.seed, log)[0])
-        else:
-            runs.append(execute_script(script, task, req.settings, _run_seed(req.seed, r), log))
-        found += guard.changes()
-        if not runs[-1].verdict.passed and runs[-1].verdict.status != INVALID:
-            break  # a crash, timeout or missing result decides the item; more runs would not change it
+    witness = None
+    busy = not runs or req.witness is not None  # a final run or a witness to time: hold one lease for them
+    with _held(req.settings) if busy else nullcontext((req.settings, 0.0)) as (settings, waited):
+        for r in range(0 if runs else max(1, req.repeats)):
+            log = art / ("run.log" if r == 0 else f"run-{r}.log")
+            if r == 0:
+                runs.append(_execute_or_reuse(memo, script, task, settings, req.seed, log)[0])
+            else:
+                runs.append(execute_script(script, task, settings, _run_seed(req.seed, r), log))
+            found += guard.changes()
+            if not runs[-1].verdict.passed and runs[-1].verdict.status != INVALID:
+                break  # a crash, timeout or missing result decides the item; more runs would not change it
+        # the witness: the start record right after the scored run(s), in the same lease, so no other timed
+        # run comes between them (a run restored from an interrupted attempt has no time to sit next to)
+        if req.witness is not None and all(ex.verdict.passed and ex.started_at for ex in runs):
+            witness = req.witness(settings, art, runs[0].started_at)
+            found += guard.changes()
+    if waited and runs:  # the held lease's wait, once
+        runs[0] = replace(runs[0], queued_s=round(runs[0].queued_s + waited, 3))
     # The oracle necessarily hands over the target script; every other agent is untrusted.
     checked = checks.check(task, req.reference, runs, start_text=start_text, solution_text=solution.script,
                            target_text=nodes.target_text,
                            scanned_dir=None if getattr(req.agent, "trusted", False) else workspace,
                            regime=req.regime, script_name=SCRIPT_NAME, extra_tampered=found,
                            allow_suspicious=req.allow_suspicious, start_shapes=nodes.start_shapes)
-    result = _result(req, base, runs, checked, solution.usage)
+    result = _result(req, base, runs, checked, solution.usage, witness)
     return record.write(art, replace(result, nodes=tuple(n.to_json() for n in nodes.results)))
 
 
 def _result(req: ItemRequest, base: dict, runs: list[Execution], checked: checks.Checked,
-            usage: dict) -> ItemResult:
+            usage: dict, witness: noise.Witness | None = None) -> ItemResult:
     """The item's record from its runs and their verdict: the time is the mean train_time over the runs, with
     its FSR interval (noise.py). A steps task is scored by its mean steps, exactly: no interval from the machine's
-    noise, and no noise note or disturbance."""
+    noise, and no noise note or disturbance.
+
+    A witness run (docs/timing.md, "Witness") rescales both references by its ratio to the start reference, so
+    the score compares the scored run with the machine as it ran next to it; a witness that disagrees with its
+    reference beyond their spread flags the item, and its interval also covers the score against the references
+    as measured. A witness reused from the calibration is the references' own run: nothing is rescaled."""
     task, ref = req.task, req.reference
     done = [ex for ex in runs if ex.metrics is not None]
     first, m = runs[0], runs[0].metrics
     verdict, losses, times, mean_time, p_value = (checked.verdict, checked.losses, checked.times,
                                                   checked.mean_time_ms, checked.p_value)
+    timed = witness is not None and not witness.reused and not witness.failed  # a witness run of its own
+    scored = replace(ref, t_start_ms=witness.ms, t_target_ms=ref.t_target_ms * witness.ratio) if timed else ref
     sc: Score | None = None
     mean_steps = statistics.fmean(ex.metrics.steps for ex in done) if done else None
     if mean_time is not None and verdict.passed:  # a speedup only counts for a valid result
         try:
-            sc = score_task(task.metric, ref, mean_time, mean_steps, task.start.steps, task.target.steps)
+            sc = score_task(task.metric, scored, mean_time, mean_steps, task.start.steps, task.target.steps)
         except ValueError:
             sc = None
     exact = exact_interval(sc) if sc is not None else None
     by_steps = steps_contract.applies(task)  # the record's reference figures are the records' steps
     observed = [ex.timeline.train_time_observed_ms for ex in done
                 if ex.timeline is not None and ex.timeline.train_time_observed_ms is not None]
-    disturbed = next((why for ex in done if (why := noise.disturbance(ex.contention, ex.cpu, ref.probe_s))), "")
+    probe = witness.probe_s if timed and witness.probe_s else ref.probe_s  # the witness ran beside the runs
+    reasons = [why for ex in done if (why := noise.disturbance(ex.contention, ex.cpu, probe))][:1]
+    check = noise.witness_check(witness, ref.spread) if timed else None
+    if witness is not None and witness.failed:
+        reasons.append(f"the witness run of record {witness.record} gave no time: {witness.failed}")
+    elif witness is not None and check is not None and check.moved:
+        reasons.insert(0, noise.witness_reason(witness, check))
+    disturbed = "; ".join(reasons)
     interval, note = None, ""
     if exact is not None:  # steps: the machine's noise does not move the score
         disturbed = ""
     elif sc is not None and mean_time is not None:
-        slowdown = max(noise.slowdown_bound(ex.contention, ex.cpu, ref.probe_s) for ex in done)
-        faster = max(0.0, -min(noise.drift(ex.cpu, ref.probe_s) for ex in done))
-        interval = noise.fsr_interval(sc.fsr, mean_time, len(times), ref.t_start_ms, ref.n_start, ref.t_target_ms,
-                                      ref.n_target, ref.spread, slowdown,
-                                      2 * faster if faster > noise.DRIFT_LIMIT else 0.0)
+        slowdown = max(noise.slowdown_bound(ex.contention, ex.cpu, probe) for ex in done)
+        faster = max(0.0, -min(noise.drift(ex.cpu, probe) for ex in done))
+        interval = noise.fsr_interval(sc.fsr, mean_time, len(times), scored.t_start_ms, ref.n_start,
+                                      scored.t_target_ms, ref.n_target, ref.spread, slowdown,
+                                      2 * faster if faster > noise.DRIFT_LIMIT else 0.0, witness_runs=int(timed))
+        if check is not None and check.moved:  # cover the score against the references as measured too
+            plain = (ref.t_start_ms - mean_time) / (ref.t_start_ms - ref.t_target_ms)
+            other = noise.fsr_interval(plain, mean_time, len(times), ref.t_start_ms, ref.n_start, ref.t_target_ms,
+                                       ref.n_target, ref.spread)
+            interval = noise.Interval(min(interval.low, other.low), max(interval.high, other.high))
         name = f"{task.id}[h{base['hints']}-s{base['seed']}]"
-        note = noise.advice(name, interval, sc.fsr, mean_time, ref.t_start_ms, ref.t_target_ms, ref.spread)
+        note = noise.advice(name, interval, sc.fsr, mean_time, scored.t_start_ms, scored.t_target_ms, ref.spread)
         if disturbed:
             note = f"{name}: the machine was too noisy for a firm score ({disturbed}); its interval allows for it"
+    scored_end = max((ex.ended_at for ex in runs), default=0.0)
+    gap = witness.gap_s(runs[0].started_at, scored_end) if witness is not None else None
+    if timed:
+        base = {**base, "t_start_ms": scored.t_start_ms, "t_target_ms": scored.t_target_ms}
     return ItemResult(
         **base, status=verdict.status, reasons=verdict.reasons, log_path=str(first.outcome.log_path),
         val_loss=statistics.fmean(losses) if losses else None, train_time_ms=mean_time,
@@ -401,7 +453,16 @@ def _result(req: ItemRequest, base: dict, runs: list[Execution], checked: checks
         queued_s=round(sum(ex.queued_s for ex in runs), 3), note=note, val_losses=losses if len(runs) > 1 else (),
         train_times_ms=times if len(runs) > 1 else (), p_value=p_value, usage=dict(usage), finished=record.now(),
         slurm_job_id=first.outcome.job_id, slurm_node=first.outcome.node, slurm_reattached=first.outcome.reattached,
+        **_witness_fields(witness, gap),
     )
+
+
+def _witness_fields(witness: noise.Witness | None, gap: float | None) -> dict:
+    """The record's witness fields (empty without a witness, or when its run failed)."""
+    if witness is None or witness.failed:
+        return {}
+    return {"witness_ms": witness.ms, "witness_ratio": witness.ratio, "witness_reused": witness.reused,
+            "witness_gap_s": None if gap is None else round(gap, 3), "witness_log": witness.log_path}
 
 
 def agent_error_result(task: Task, agent: Agent, regime: tuple[int, ...], seed: int, reason: str, art: Path,

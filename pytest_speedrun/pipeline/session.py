@@ -227,6 +227,7 @@ class SpeedrunSession:
             artifacts_dir=item_dir(s.results_dir, self.info.session_id, name), agent_timeout_s=s.agent_timeout_s,
             allow_suspicious=s.allow_suspicious, repeats=s.repeats, start_script=start_script,
             start_source=start_source, resume_from=interrupted, config_key=key,
+            witness=calibrator.witness_timer(task, reference),
         ))
         if s.cumulative and result.status == PASSED:
             chain = self._chain_dir(task.suite, regime, seed)
@@ -327,4 +328,6 @@ def outer_timeout_s(task: Task, settings: Settings, margin_s: float = 300.0) -> 
     run_s = settings.timeout_s or task.launch.timeout_s
     # both records (re-measured with more runs after an inverted first measurement), the session's control check
     calibration_runs = 2 * max(settings.calibration_runs, 3) + 3 if task.reference == "calibrate" else 0
-    return settings.agent_timeout_s + run_s * (1 + calibration_runs) + margin_s
+    # the witness, and a search's chosen node run again to sit next to it (docs/timing.md, "Witness")
+    witness_runs = 2 if task.reference == "calibrate" else 0
+    return settings.agent_timeout_s + run_s * (1 + calibration_runs + witness_runs) + margin_s

@@ -14,6 +14,7 @@ assumed spread). The amplification a / (a - b) is why late NanoGPT tasks (t_{i+1
 from __future__ import annotations
 
 import math
+import os
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -104,13 +105,31 @@ class Interval:
         return (self.high - self.low) / 2
 
 
+def witnessed_half_width(x: float, n_x: int, a: float, n_a: int, b: float, n_b: int, n_w: int,
+                         spread: Spread) -> float:
+    """Half-width of the 95% interval of FSR = (a - x) / (a - b) where the references were rescaled by a witness:
+    `a` is the witness (the start record timed next to the scored run, the mean of `n_w` runs) and `b` the target
+    reference times a / (the start reference's mean of `n_a` runs). In those terms, with q = x / a:
+    dFSR/dlog(start reference) = -dFSR/dlog(target reference) = -a b (1 - q) / (a - b)^2 and
+    dFSR/dlog(x) = -dFSR/dlog(witness) = -x / (a - b); the four are independent."""
+    d = a - b
+    if d <= 0:
+        return math.inf
+    sa, sb, sx, sw = (spread.cv / math.sqrt(max(1, n)) for n in (n_a, n_b, n_x, n_w))
+    q = x / a
+    var = (a * b * (1 - q) / d**2) ** 2 * (sa**2 + sb**2) + (x / d) ** 2 * (sx**2 + sw**2)
+    return t_quantile(spread.df) * math.sqrt(var)
+
+
 def fsr_interval(fsr: float, x: float, n_x: int, a: float, n_a: int, b: float, n_b: int, spread: Spread,
-                 slowdown: float = 0.0, speedup: float = 0.0) -> Interval:
+                 slowdown: float = 0.0, speedup: float = 0.0, witness_runs: int = 0) -> Interval:
     """The 95% interval of an item's FSR. `slowdown`: the fraction by which something outside the run may have
     slowed it (measured contention, a slower machine); the run could have been that much faster, so the interval
     reaches up. `speedup`: the fraction by which the machine ran faster than when the references were measured;
-    the interval reaches down."""
-    half = fsr_half_width(x, n_x, a, n_a, b, n_b, spread)
+    the interval reaches down. `witness_runs` > 0: `a` is a witness of that many runs and `b` was rescaled by it
+    (`witnessed_half_width`); `n_a` stays the start reference's own runs."""
+    half = (witnessed_half_width(x, n_x, a, n_a, b, n_b, witness_runs, spread) if witness_runs > 0
+            else fsr_half_width(x, n_x, a, n_a, b, n_b, spread))
     reach = x * (1 - 1 / (1 + slowdown)) / (a - b) if slowdown > 0 and a > b else 0.0
     down = x * speedup / (a - b) if speedup > 0 and a > b else 0.0
     return Interval(fsr - half - down, fsr + half + reach)
@@ -161,6 +180,64 @@ def shift_check(control: Sequence[float], cached: Sequence[float], spread: Sprea
     se = spread.cv * math.sqrt(1 / len(c) + 1 / len(r))
     tolerance = min(max(t_quantile(None, 1 - alpha / 2) * se, CHECK_BAND[0]), CHECK_BAND[1])
     return ShiftCheck(ratio=math.exp(diff), tolerance=tolerance, moved=abs(diff) > tolerance)
+
+
+WITNESS_Z = 2.576  # a witness disagrees with its reference beyond this many SDs (two-sided 1% on a quiet machine)
+WITNESS_WINDOW_S = 60.0  # a run of the start record this close to the scored run serves as its witness
+WITNESS_PHRASE = "the witness, record"  # in the `disturbed` reason of an item whose witness disagreed
+WINDOW_ENV = "SPEEDRUN_WITNESS_WINDOW_S"  # test seam: another window (0: every item times a witness run)
+
+
+def witness_window_s() -> float:
+    return float(os.environ.get(WINDOW_ENV, WITNESS_WINDOW_S))
+
+
+@dataclass(frozen=True)
+class Witness:
+    """The start record timed next to the scored run (or its calibration run, when that ran this close): the
+    machine's speed now against when its reference was measured. `ratio` > 1: the machine is slower now."""
+
+    ms: float  # the witness's train_time
+    reference_ms: float  # the start record's reference (the geometric mean of `n_reference` runs)
+    n_reference: int
+    record: int  # the start record's number
+    reused: bool = False  # a calibration or control run of the start record, not a run of its own
+    started_at: float | None = None  # wall-clock times of the witness run (None: not known)
+    ended_at: float | None = None
+    probe_s: float | None = None  # the pump's CPU probe during the witness run
+    log_path: str = ""
+    failed: str = ""  # why the witness run gave no time ("" when it did)
+
+    @property
+    def ratio(self) -> float:
+        return self.ms / self.reference_ms
+
+    def gap_s(self, scored_started_at: float, scored_ended_at: float) -> float | None:
+        """Seconds between the witness and the scored run(s), whichever came first (None: a time is unknown)."""
+        if self.ended_at is not None and scored_started_at and self.ended_at <= scored_started_at:
+            return scored_started_at - self.ended_at
+        if self.started_at is not None and scored_ended_at:
+            return self.started_at - scored_ended_at
+        return None
+
+
+def witness_check(witness: Witness, spread: Spread) -> ShiftCheck:
+    """Does the witness agree with its reference? One run (or n) against the reference's mean of n_reference at
+    the pooled spread, at WITNESS_Z normal SDs (the spread's few degrees of freedom would make Student's t
+    tolerance too loose to ever fire), never tighter than CHECK_BAND's floor (a fake script's spread is ~0)."""
+    diff = math.log(witness.ratio)
+    se = spread.cv * math.sqrt(1 + 1 / max(1, witness.n_reference))
+    tolerance = max(WITNESS_Z * se, CHECK_BAND[0])
+    return ShiftCheck(ratio=witness.ratio, tolerance=tolerance, moved=abs(diff) > tolerance)
+
+
+def witness_reason(witness: Witness, check: ShiftCheck) -> str:
+    """The `disturbed` reason of an item whose witness disagreed with its reference ("" when it agreed)."""
+    if not check.moved:
+        return ""
+    return (f"the machine ran {abs(check.ratio - 1):.0%} {'slower' if check.ratio > 1 else 'faster'} than when "
+            f"the references were measured ({WITNESS_PHRASE} {witness.record} timed next to the scored run: "
+            f"{witness.ms:.0f} ms against {witness.reference_ms:.0f} ms, tolerance ±{check.tolerance:.1%})")
 
 
 BUSY_LIMIT = 0.25  # other cores busier than this during a run: the run is disturbed (see docs/timing.md)

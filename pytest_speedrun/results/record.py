@@ -58,6 +58,13 @@ class ItemResult:
     train_times_observed_ms: tuple[float, ...] = ()  # per run, with repeats
     disturbed: str = ""  # why the machine may have slowed the scored runs ("" if it did not)
     queued_s: float = 0.0  # how long the runs waited for their cores/GPUs (other runs held them)
+    # the witness (docs/timing.md): the start record timed next to the scored run; t_start_ms and t_target_ms are
+    # then the references rescaled by witness_ratio (witness_ms / the start reference), unless it was reused
+    witness_ms: float | None = None
+    witness_ratio: float | None = None
+    witness_reused: bool = False  # the start record's calibration or control run ran this close: no run of its own
+    witness_gap_s: float | None = None  # seconds between the witness and the scored run(s)
+    witness_log: str = ""  # the witness run's log (a reused one: its calibration entry's run directory)
     note: str = ""  # one summary line when the interval is wider than ±0.2 (noise.advice)
     repeats: int = 1
     val_losses: tuple[float, ...] = ()

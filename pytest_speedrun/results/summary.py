@@ -12,11 +12,13 @@ from typing import Any
 from pytest_speedrun.execution.runner import tail
 from pytest_speedrun.judging.status import AGENT_ERROR, CURRENT, PASSED, SMOKE, STEPS
 from pytest_speedrun.results import stats
+from pytest_speedrun.results.noise import WITNESS_PHRASE
 from pytest_speedrun.results.record import ItemResult
 
 PROPERTY_KEYS = ("agent", "model", "scaffold", "hints", "seed", "status", "val_loss", "train_time_ms",
                  "train_time_std_ms", "t_start_ms", "t_target_ms", "speedup", "fsr", "fsr_low", "fsr_high", "noise",
-                 "reference_state", "train_time_observed_ms", "disturbed", "queued_s", "note", "repeats", "p_value",
+                 "reference_state", "train_time_observed_ms", "disturbed", "queued_s", "witness_ms",
+                 "witness_ratio", "witness_reused", "witness_gap_s", "note", "repeats", "p_value",
                  "artifact_dir", "reference_source", "start_source", "config_key", "resumed", "mode", "slurm_job_id",
                  "slurm_node", "slurm_reattached", "runtime", "runtime_kind", "python", "torch", "compat", "metric",
                  "steps", "s_start", "s_target", "reasons")
@@ -186,7 +188,7 @@ def runtime_lines(rows: list[dict[str, Any]]) -> list[str]:
 
 def noise_lines(rows: list[dict[str, Any]]) -> list[str]:
     """What the timing rested on: the references' state and spread, runs that queued for the timing slot or
-    cores, and one line per item whose interval is wide or whose runs the machine disturbed."""
+    cores, the witnesses, and one line per item whose interval is wide or whose runs the machine disturbed."""
     out = []
     states: dict[str, int] = {}
     for r in rows:
@@ -202,8 +204,24 @@ def noise_lines(rows: list[dict[str, Any]]) -> list[str]:
         out.append(f"runs queued for the timing slot and cores: {len(queued)} item(s) waited {total:.0f} s in all "
                    "(timed CPU runs take turns on this host, --speedrun-timed-runs allows more at once; each gets "
                    "cores no other run holds)")
+    out += witness_lines(rows)
     out += [str(r["note"]) for r in sorted(rows, key=lambda r: r["nodeid"]) if r.get("note")]
     return out
+
+
+def witness_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """One line on the witnesses: how many items had one (timed, or reused from the calibration), how far the
+    machine's speed moved by their ratios, and how many disagreed with their references (flagged)."""
+    witnessed = [r for r in rows if r.get("witness_ms") not in (None, "")]
+    if not witnessed:
+        return []
+    ratios = [float(r["witness_ratio"]) for r in witnessed]
+    reused = sum(bool(r.get("witness_reused")) for r in witnessed)
+    moved = sum(WITNESS_PHRASE in str(r.get("disturbed") or "") for r in witnessed)
+    return [f"witness: {len(witnessed)} item(s) scored against the start record timed next to their run "
+            f"({len(witnessed) - reused} witness run(s), {reused} reused from calibration); the machine's speed "
+            f"against the references: {min(ratios) - 1:+.1%} to {max(ratios) - 1:+.1%}"
+            + (f"; {moved} beyond the references' spread (flagged)" if moved else "")]
 
 
 def usage_lines(rows: list[dict[str, Any]]) -> list[str]:
