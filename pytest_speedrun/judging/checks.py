@@ -31,7 +31,8 @@ from pathlib import Path
 from pytest_speedrun.judging import integrity, steps_contract
 from pytest_speedrun.judging.integrity import Verdict
 from pytest_speedrun.judging.leaks import leak_reasons
-from pytest_speedrun.judging.static_rules import static_reasons
+from pytest_speedrun.judging.sources import run_files
+from pytest_speedrun.judging.static_rules import record_companions, static_reasons
 from pytest_speedrun.judging.status import INVALID, PASSED
 from pytest_speedrun.results import stats
 from pytest_speedrun.results.scoring import Reference
@@ -131,20 +132,34 @@ def untimed_limit(start_s: float, t_start_ms: float) -> float:
     return start_s * (1 + PRE_STEP_SLACK) + max(PRE_STEP_FRACTION * t_start_ms / 1000.0, PRE_STEP_FLOOR_S)
 
 
+def _companions(task: Task, solution_dir: Path | None, script_name: str, start_text: str, solution_text: str,
+                target_text: str | None) -> dict:
+    """The other files each script runs (static_reasons' `*_files`): none without the solution's folder."""
+    if solution_dir is None:
+        return {}
+    return {"solution_files": run_files(solution_dir, script_name, solution_text)[1:],
+            "start_files": record_companions(task.start.script, script_name, start_text),
+            "target_files": record_companions(task.target.script, script_name, target_text)}
+
+
 def check(task: Task, ref: Reference, runs: Sequence, *, start_text: str, solution_text: str,
           target_text: str | None, scanned_dir: Path | None, regime: tuple[int, ...], script_name: str,
           extra_tampered: Sequence[str] = (), allow_suspicious: bool = False,
-          start_shapes: steps_contract.Records | None = None) -> Checked:
+          start_shapes: steps_contract.Records | None = None, solution_dir: Path | None = None) -> Checked:
     """Judge one solution from its runs. `scanned_dir`: the directory whose files the leak scan reads (the
     workspace, or a node's directory; None for a trusted agent, whose target copy is by design, as is
     `target_text=None`). `extra_tampered`: what was found while it ran (the data guard, a reused node's reasons).
-    `start_shapes`: a steps task's start record as its probe recorded it (steps_contract.py)."""
+    `start_shapes`: a steps task's start record as its probe recorded it (steps_contract.py).
+    `solution_dir`: the folder the solution ran from; the source rules then judge the script with every file it
+    runs from there (sources.py), against the start and target records with theirs (None: the script alone)."""
     verdict, p_value = run_verdict(task, runs)
     done = [ex for ex in runs if ex.metrics is not None]
     losses = tuple(ex.metrics.val_loss for ex in done)
     times = tuple(ex.metrics.train_time_ms for ex in done)
     tampered = list(leak_reasons(scanned_dir, task, regime)) if scanned_dir is not None else []
-    static_tampered, static_suspicious = static_reasons(start_text, solution_text, target_text, script_name)
+    static_tampered, static_suspicious = static_reasons(start_text, solution_text, target_text, script_name,
+                                                        **_companions(task, solution_dir, script_name, start_text,
+                                                                      solution_text, target_text))
     clock_tampered, clock_suspicious = timeline_reasons(done, ref)
     tampered += static_tampered + list(extra_tampered) + clock_tampered
     if steps_contract.applies(task):  # the optimization track's contract, on what the runs recorded

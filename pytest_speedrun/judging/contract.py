@@ -11,6 +11,7 @@ the value after it was read (docs/integrity.md lists the limits).
 from __future__ import annotations
 
 import ast
+from collections.abc import Sequence
 from functools import lru_cache
 
 PROTECTED_ENV = ("NANOGPT_TRAIN_FILES", "NANOGPT_VAL_FILES", "NANOGPT_VAL_TOKENS")
@@ -91,19 +92,42 @@ def contract_reasons(start_source: str, solution_source: str, script_name: str =
     """Readable reasons why the solution breaks the env contract of the start script (empty if it keeps it).
 
     An unparsable solution yields no reason here: it will fail to run and be reported as crashed."""
-    try:
-        start_reads, _ = env_usage(start_source)
-    except SyntaxError:
+    return files_contract_reasons(((script_name, start_source),), ((script_name, solution_source),))
+
+
+def files_contract_reasons(start: Sequence[tuple[str, str]], solution: Sequence[tuple[str, str]]) -> list[str]:
+    """The same over every file a run executes (sources.py; the script first): each read of the start's files
+    must be somewhere in the solution's, and no file of the solution may write a protected variable."""
+    start_reads = _union(start)
+    solution_reads = _union(solution)
+    if start_reads is None or solution_reads is None:
         return []
-    try:
-        reads, writes = env_usage(solution_source)
-    except SyntaxError:
-        return []
+    reads, writes = solution_reads
+    script_name = solution[0][0]
+    who = script_name if len(solution) == 1 else f"{script_name} (with {', '.join(n for n, _ in solution[1:])})"
     reasons = []
     for name in PROTECTED_ENV:
-        missing = sorted(start_reads[name] - reads[name])
+        missing = sorted(start_reads[0][name] - reads[name])
         if missing:
-            reasons.append(f"{script_name} no longer reads {name} from the environment as the start script does "
+            reasons.append(f"{who} no longer reads {name} from the environment as the start script does "
                            f"(expected {missing[0]})")
-    reasons += [f"{script_name} overwrites a protected variable: {w}" for w in writes]
+    reasons += [f"{rel} overwrites a protected variable: {w}" for rel, w in writes]
     return reasons
+
+
+def _union(files: Sequence[tuple[str, str]]) -> tuple[dict[str, set[str]], list[tuple[str, str]]] | None:
+    """The reads and (file, write) pairs of all files; None when the script itself does not parse. Another file
+    that does not parse adds nothing (a run that imports it crashes)."""
+    reads: dict[str, set[str]] = {name: set() for name in PROTECTED_ENV}
+    writes: list[tuple[str, str]] = []
+    for i, (rel, text) in enumerate(files):
+        try:
+            r, w = env_usage(text)
+        except (SyntaxError, ValueError):
+            if i == 0:
+                return None
+            continue
+        for name in PROTECTED_ENV:
+            reads[name] |= r[name]
+        writes += [(rel, x) for x in w]
+    return reads, writes

@@ -18,6 +18,7 @@ def forbidden_paths(task: Task, given_levels: tuple[int, ...]) -> list[Path]:
     paths = [task.manifest.parent]
     if task.target.script.path is not None:
         paths += [task.target.script.path, task.target.script.path.parent]
+    paths += [sub.path for _, sub in task.target.script.files if sub.path is not None]  # its companions
     paths += [p for lv, p in task.hints.items() if lv not in given_levels]
     return sorted(set(paths), key=str)
 

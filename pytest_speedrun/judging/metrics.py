@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from pytest_speedrun.errors import MetricsError
+from pytest_speedrun.judging.sources import run_source
 
 SEPARATOR = "=" * 100
 _RANK_PREFIX = re.compile(r"^\[(?:rank|default)\d+\]:\s?")
@@ -155,10 +156,12 @@ def parse_text(text: str, source: str | None = None) -> Metrics:
 
 
 def parse_log(path: Path, script: Path | None = None) -> Metrics:
-    """Parse a log file; `script` (the source that produced it) enables the echoed-source rule."""
+    """Parse a log file; `script` (the source that produced it, with the files it runs from its folder:
+    sources.py) enables the echoed-source rule."""
     try:
         text = Path(path).read_text(encoding="utf-8", errors="replace")
-        source = Path(script).read_text(encoding="utf-8", errors="replace") if script else None
+        # the script and every file it runs from its folder: a result line echoed from a module is no result either
+        source = run_source(Path(script)) if script else None
     except OSError as exc:
         raise MetricsError(f"{exc.filename}: cannot read ({exc.strerror})") from None
     try:

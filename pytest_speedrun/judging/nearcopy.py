@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import keyword
 import tokenize
+from collections.abc import Sequence
 from functools import lru_cache
 
 _DROP = {tokenize.COMMENT, tokenize.NL, tokenize.ENCODING, tokenize.ENDMARKER}
@@ -70,3 +71,25 @@ def near_copy_reasons(solution_source: str, target_source: str | None, script_na
         return [f"{script_name} is the target record's script up to comments, whitespace and consistently renamed "
                 f"identifiers ({len(sol)} tokens; renamed: {', '.join(sorted(names)[:6])}): a copy of the human answer"]
     return []
+
+
+def files_near_copy_reasons(solution: Sequence[tuple[str, str]], target: Sequence[tuple[str, str]] | None,
+                            start: Sequence[tuple[str, str]] = ()) -> list[str]:
+    """The same over every file a run executes (sources.py; the script first): any file of the solution that is
+    the target's script (moved into a module, or run by `exec`), or one of the target's other files that the
+    target changed (it has no equal among the start's files), up to formatting or renaming."""
+    if not target:
+        return []
+    start_tokens = {_code_tokens(text) for _, text in start} - {None}
+    answers = [(0, name, text) for name, text in target[:1]]
+    answers += [(i, name, text) for i, (name, text) in enumerate(target[1:], start=1)
+                if _code_tokens(text) is not None and _code_tokens(text) not in start_tokens]
+    reasons: list[str] = []
+    for rel, text in solution:
+        for i, name, answer in answers:
+            found = near_copy_reasons(text, answer, rel)
+            if found:
+                what = "the target record's script" if i == 0 else f"the target record's {name}"
+                reasons += [r.replace("the target record's script", what) for r in found]
+                break
+    return reasons

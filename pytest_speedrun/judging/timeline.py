@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from pytest_speedrun.judging.metrics import _RANK_PREFIX, SEPARATOR, TRAIN_LINE, TRAIN_LINE_OLD, VAL_LINE
+from pytest_speedrun.judging.sources import run_source
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,7 @@ def of_run(log_path: Path, timeline_path: Path, script: Path | None = None) -> T
     source = None
     if script is not None:
         try:
-            source = Path(script).read_text(encoding="utf-8", errors="replace")
+            source = run_source(Path(script))  # with the files it runs (sources.py), as the log parser
         except OSError:
             source = None
     return derive(read_stamped(log_path, timeline_path), source)

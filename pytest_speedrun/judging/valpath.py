@@ -21,15 +21,19 @@ anything decided at run time (exec, a patched print). docs/integrity.md lists th
 from __future__ import annotations
 
 import ast
+import hashlib
 import re
 import string
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from pytest_speedrun.judging.dataflow import AVERAGED, VAL, Ctx, Flow, TooComplex
+from pytest_speedrun.judging.sources import module_name
 
 VAL_STEPS = f"<VALDIV({VAL})>"
 TOO_COMPLEX = "<TOO COMPLEX>"  # never accepted: a path the rule cannot follow is not the start's
+_LINKED = re.compile(r"[\w.]+#[0-9a-f?]+")  # a function of another file of the run on a path, with its digest
 _CONST_SITE = re.compile(r"val_loss:\s*[-+]?(?:\d|\.\d|nan|inf)")
 
 
@@ -160,54 +164,146 @@ class ValPathChange:
     too_complex: bool  # the path is too long to follow within the work limit
     changed: tuple[int, ...]  # the solution's path lines with no textual counterpart in the start's path
     missing: tuple[int, ...]  # the start's path lines with no counterpart in the solution's (when none changed)
+    file: str = ""  # the solution's file that prints it ("": the script)
+    edited: tuple[str, ...] = ()  # functions of other files of the run on the path, changed from the start's
 
 
 def val_path_changes(start_source: str, solution_source: str) -> list[ValPathChange]:
     """The solution's printing sites whose normalised path is not one the start script allows. Empty when the
     paths agree, when the start script prints no val_loss this rule can follow, or when either script does not
     parse (an unparsable solution crashes and is reported as such)."""
-    try:
-        start = val_paths(start_source)
-        solution = val_paths(solution_source)
-    except (SyntaxError, RecursionError, MemoryError):  # what the compiler rejects too: the run will crash
+    return [replace(c, file="") for c in files_val_path_changes((("", start_source),), (("", solution_source),))]
+
+
+def files_val_path_changes(start: Sequence[tuple[str, str]],
+                           solution: Sequence[tuple[str, str]]) -> list[ValPathChange]:
+    """The same over every file a run executes (sources.py; the script first): every site of every solution
+    file must have a path some start file has. A path through a function of another file of the run names that
+    function with a digest of its definition, so editing it changes the path (`_linked`)."""
+    start_paths = _file_paths(start)
+    solution_paths = _file_paths(solution)
+    if start_paths is None or solution_paths is None:
         return []
-    if all(p.path == TOO_COMPLEX for p in start):  # covers no sites at all: nothing to compare with
+    flat_start = [p for _, _, paths in start_paths for p in paths]
+    if all(p.path == TOO_COMPLEX for p in flat_start):  # covers no sites at all: nothing to compare with
         return []
-    if not solution:
-        return [ValPathChange(0, False, (), ())]
-    ok = _accepted(start)
-    start_lines, sol_lines = start_source.splitlines(), solution_source.splitlines()
-    start_path_lines = sorted({n for p in start for n in p.lines if 0 < n <= len(start_lines)})
-    start_texts = {start_lines[n - 1].strip() for n in start_path_lines}
+    if not any(paths for _, _, paths in solution_paths):
+        return [ValPathChange(0, False, (), (), solution[0][0])]
+    ok = _accepted(flat_start)
+    start_lines = [(text.splitlines(), paths) for _, text, paths in start_paths]
+    start_texts = {lines[n - 1].strip() for lines, paths in start_lines for p in paths for n in p.lines
+                   if 0 < n <= len(lines)}
+    script_lines = start_lines[0][0]
+    script_path_lines = sorted({n for p in start_paths[0][2] for n in p.lines if 0 < n <= len(script_lines)})
+    start_linked = {x for p in flat_start for x in _LINKED.findall(p.path)}
     out = []
-    for p in solution:
-        if p.path in ok:
-            continue
-        texts = {sol_lines[n - 1].strip() for n in p.lines if 0 < n <= len(sol_lines)}
-        changed = [n for n in p.lines if 0 < n <= len(sol_lines) and sol_lines[n - 1].strip() not in start_texts]
-        changed.sort(key=lambda n: n != p.line)  # the printing line first: it is what a reviewer reads first
-        missing = [] if changed else [n for n in start_path_lines if start_lines[n - 1].strip() not in texts]
-        out.append(ValPathChange(p.line, p.path == TOO_COMPLEX, tuple(changed), tuple(missing)))
+    for rel, text, paths in solution_paths:
+        sol_lines = text.splitlines()
+        for p in paths:
+            if p.path in ok:
+                continue
+            texts = {sol_lines[n - 1].strip() for n in p.lines if 0 < n <= len(sol_lines)}
+            changed = [n for n in p.lines if 0 < n <= len(sol_lines) and sol_lines[n - 1].strip() not in start_texts]
+            changed.sort(key=lambda n: n != p.line)  # the printing line first: it is what a reviewer reads first
+            missing = [] if changed else [n for n in script_path_lines if script_lines[n - 1].strip() not in texts]
+            edited = tuple(sorted({x.split("#")[0] for x in _LINKED.findall(p.path) if x not in start_linked}))
+            out.append(ValPathChange(p.line, p.path == TOO_COMPLEX, tuple(changed), tuple(missing), rel, edited))
     return out
+
+
+def _file_paths(files: Sequence[tuple[str, str]]) -> list[tuple[str, str, list[ValPath]]] | None:
+    """(file, text, its sites with linked paths) per file; None when the script itself does not parse. Another
+    file that does not parse has no sites (a run that imports it crashes)."""
+    modules = {module_name(rel): text for rel, text in files[1:] if rel.endswith(".py")}
+    out = []
+    for i, (rel, text) in enumerate(files):
+        try:
+            paths = val_paths(text)
+        except (SyntaxError, ValueError, RecursionError, MemoryError):  # what the compiler rejects: a crash
+            if i == 0:
+                return None
+            paths = []
+        if modules:
+            paths = [replace(p, path=_linked(p.path, modules)) for p in paths]
+        out.append((rel, text, paths))
+    return out
+
+
+def _linked(path: str, modules: dict[str, str]) -> str:
+    """`helpers.evaluate(...)` -> `helpers.evaluate#<digest>(...)` for a module of the run: the digest covers the
+    definition of `evaluate` and of every module-level name it uses, transitively."""
+    for name in sorted(modules, key=len, reverse=True):
+        defs = _definitions(modules[name])
+        path = re.sub(rf"(?<![\w.#]){re.escape(name)}\.(\w+)(?![#.\w])",
+                      lambda m, n=name, d=defs: f"{n}.{m.group(1)}#{d.get(m.group(1), '?')}", path)
+    return path
+
+
+@lru_cache(maxsize=32)
+def _definitions_cached(text: str) -> tuple[tuple[str, str], ...]:
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return ()
+    defs: dict[str, list[ast.stmt]] = {}
+    for stmt in tree.body:
+        for name in _bound(stmt):
+            defs.setdefault(name, []).append(stmt)
+    out = []
+    for name in defs:
+        seen, todo = set(), [name]
+        while todo:
+            n = todo.pop()
+            if n in seen or n not in defs:
+                continue
+            seen.add(n)
+            todo += [x.id for st in defs[n] for x in ast.walk(st) if isinstance(x, ast.Name)]
+        dump = "\n".join(ast.dump(st) for n in sorted(seen) for st in defs[n])
+        out.append((name, hashlib.sha256(dump.encode()).hexdigest()[:12]))
+    return tuple(out)
+
+
+def _definitions(text: str) -> dict[str, str]:
+    """Per module-level name, a digest of its definition and of what it uses (cached by the text)."""
+    return dict(_definitions_cached(text))
+
+
+def _bound(stmt: ast.stmt) -> list[str]:
+    if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return [stmt.name]
+    if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+        return [(a.asname or a.name).split(".")[0] for a in stmt.names]
+    targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target] if isinstance(
+        stmt, (ast.AnnAssign, ast.AugAssign)) else []
+    return [n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)]
 
 
 def val_path_reasons(start_source: str, solution_source: str, script_name: str = "train_gpt2.py") -> list[str]:
     """Reasons (suspicious) why the solution's printed val_loss does not come from the model's loss the way the
     start script's does; each quotes the solution's own lines, with their numbers."""
-    sol_lines = solution_source.splitlines()
+    return files_val_path_reasons(((script_name, start_source),), ((script_name, solution_source),))
+
+
+def files_val_path_reasons(start: Sequence[tuple[str, str]], solution: Sequence[tuple[str, str]]) -> list[str]:
+    """The same over every file a run executes (the script first); a site in another file is named by it."""
+    texts = dict(solution)
+    script_name = solution[0][0]
     reasons = []
-    for c in val_path_changes(start_source, solution_source):
+    for c in files_val_path_changes(start, solution):
         if c.line == 0:
-            reasons.append(f"{script_name} has no line printing val_loss: whose value the harness can follow back "
-                           "to the model (the start script prints it from the validation loop)")
+            others = f" or the files it runs ({', '.join(n for n, _ in solution[1:])})" if len(solution) > 1 else ""
+            reasons.append(f"{script_name}{others} has no line printing val_loss: whose value the harness can follow "
+                           "back to the model (the start script prints it from the validation loop)")
             continue
         if c.too_complex:
-            reasons.append(f"{script_name} line {c.line} prints a val_loss whose path is too long for the harness "
+            reasons.append(f"{c.file} line {c.line} prints a val_loss whose path is too long for the harness "
                            "to follow back to the model (val path)")
             continue
-        detail = _quote(sol_lines, list(c.changed) or [c.line])
+        detail = _quote(texts[c.file].splitlines(), list(c.changed) or [c.line])
+        if c.edited:
+            detail += f"; {', '.join(c.edited)} (another file of the run) differs from the start's"
         if c.missing:
             detail += f"; the start script's line(s) {', '.join(map(str, c.missing[:5]))} have no counterpart"
-        reasons.append(f"{script_name} line {c.line} prints a val_loss whose path from the model's loss differs "
+        reasons.append(f"{c.file} line {c.line} prints a val_loss whose path from the model's loss differs "
                        f"from the start script's (val path): {detail}")
     return reasons

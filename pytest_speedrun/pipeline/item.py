@@ -35,6 +35,7 @@ from pytest_speedrun.judging.static_rules import target_text
 from pytest_speedrun.judging.status import AGENT_ERROR, INVALID
 from pytest_speedrun.pipeline import replay
 from pytest_speedrun.pipeline.replay import RunMemo, save_outcome
+from pytest_speedrun.pipeline.workspace import copy_companions, copy_python_files
 from pytest_speedrun.results import noise, record, store
 from pytest_speedrun.results.record import ItemResult
 from pytest_speedrun.results.scoring import Reference, Score, exact_interval, score_task
@@ -196,6 +197,7 @@ def prepare_workspace(task: Task, regime: tuple[int, ...], artifacts: Path,
         raise SpeedrunError(f"task {task.id}: start script {task.start.script.describe()} is not available locally")
     script = workspace / SCRIPT_NAME
     shutil.copyfile(source, script)
+    copy_companions(task.id, task.start.script, workspace)  # a several-file record's other files, beside it
     shutil.copyfile(source, artifacts / "start.py")
     hints = hint_text(task, regime)
     if hints is not None:
@@ -221,12 +223,13 @@ class NodeRunner:
         node_dir.mkdir(parents=True)
         script = node_dir / SCRIPT_NAME
         script.write_text(script_text, encoding="utf-8")
+        copy_python_files(req.artifacts_dir / "workspace", node_dir, SCRIPT_NAME)  # what the script may import
         ex, reused_from = _execute_or_reuse(self.memo, script, task, req.settings, req.seed, node_dir / "run.log")
         found = self.guard.changes()
         checked = checks.check(task, ref, [ex], start_text=self.start_text, solution_text=script_text,
                                target_text=self.target_text, scanned_dir=node_dir, regime=req.regime,
                                script_name=SCRIPT_NAME, extra_tampered=found, allow_suspicious=req.allow_suspicious,
-                               start_shapes=self.start_shapes)
+                               start_shapes=self.start_shapes, solution_dir=node_dir)
         verdict, m = checked.verdict, ex.metrics
         fsr = None
         if verdict.passed and m is not None:
@@ -374,7 +377,8 @@ def run_item(req: ItemRequest) -> ItemResult:
                            target_text=nodes.target_text,
                            scanned_dir=None if getattr(req.agent, "trusted", False) else workspace,
                            regime=req.regime, script_name=SCRIPT_NAME, extra_tampered=found,
-                           allow_suspicious=req.allow_suspicious, start_shapes=nodes.start_shapes)
+                           allow_suspicious=req.allow_suspicious, start_shapes=nodes.start_shapes,
+                           solution_dir=workspace)
     result = _result(req, base, runs, checked, solution.usage, witness)
     return record.write(art, replace(result, nodes=tuple(n.to_json() for n in nodes.results)))
 
