@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_speedrun.judging.sources import run_files
 from pytest_speedrun.judging.static_rules import static_reasons
 from pytest_speedrun.judging.status import PASSED, SUSPICIOUS, TAMPERED
 from pytest_speedrun.tasks.manifest import find_suite, load_task
@@ -80,7 +81,9 @@ def test_static_attack_is_caught_from_the_source_alone(attack: str, tmp_path: Pa
     start, target = task.start.script.path.read_text(), task.target.script.path.read_text()
     common = sys.modules["_common"]  # imported by the attack's own `from _common import ...`
     ctx = common.AttackContext(workspace=tmp_path, task_id=task.id, target_val_loss=task.target_val_loss)
-    tampered, suspicious = static_reasons(start, module.attack(start, ctx), target)
+    solution = module.attack(start, ctx)  # a multi-file attack also writes its modules into the workspace
+    tampered, suspicious = static_reasons(start, solution, target,
+                                          solution_files=run_files(tmp_path, "train_gpt2.py", solution)[1:])
     status = TAMPERED if tampered else SUSPICIOUS if suspicious else PASSED
     assert status == module.EXPECTED_STATUS, tampered + suspicious
     assert _names_it(module, tampered + suspicious), tampered + suspicious

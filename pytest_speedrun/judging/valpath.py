@@ -301,7 +301,7 @@ def files_val_path_reasons(start: Sequence[tuple[str, str]], solution: Sequence[
             continue
         detail = _quote(texts[c.file].splitlines(), list(c.changed) or [c.line])
         if c.edited:
-            detail += f"; {', '.join(c.edited)} (another file of the run) differs from the start's"
+            detail += f"; {', '.join(c.edited)} (in another file of the run) is new or changed from the start's"
         if c.missing:
             detail += f"; the start script's line(s) {', '.join(map(str, c.missing[:5]))} have no counterpart"
         reasons.append(f"{c.file} line {c.line} prints a val_loss whose path from the model's loss differs "
