@@ -119,25 +119,53 @@ def closure(script: str, available: Mapping[str, str]) -> Files:
 
 
 def folder_files(folder: Path, skip: Iterable[str] = ()) -> dict[str, str]:
-    """Every Python file under `folder` (relative path -> text), in path order, but those in `skip`."""
-    out: dict[str, str] = {}
-    skipped = set(skip)
-    for path in sorted(folder.rglob("*.py")):
-        rel = path.relative_to(folder).as_posix()
-        if rel in skipped or not path.is_file() or path.is_symlink() or path.stat().st_size > _MAX_BYTES:
-            continue
-        out[rel] = path.read_text(encoding="utf-8", errors="replace")
-        if len(out) >= _MAX_FILES:
-            break
-    return out
+    """Every Python file under `folder` (relative path -> text), in path order, but those in `skip` (at most
+    _MAX_FILES of them)."""
+    files = _Folder(folder, skip)
+    return {rel: files[rel] for rel in files}
+
+
+class _Folder(Mapping[str, str]):
+    """A folder's Python files, read only when asked for: the closure of a script in a large folder (a user's
+    home, for `pytest-speedrun parse`) reads the files it imports, and lists the folder only when it must."""
+
+    def __init__(self, folder: Path, skip: Iterable[str] = (), extra: Mapping[str, str] | None = None) -> None:
+        self.folder, self.skip, self.extra = folder, set(skip), dict(extra or {})
+
+    def _readable(self, rel: str) -> bool:
+        path = self.folder / rel
+        return rel not in self.skip and rel.endswith(".py") and ".." not in rel.split("/") \
+            and not path.is_symlink() and path.is_file() and path.stat().st_size <= _MAX_BYTES
+
+    def __getitem__(self, rel: str) -> str:
+        if rel in self.extra:
+            return self.extra[rel]
+        if not self._readable(rel):
+            raise KeyError(rel)
+        return (self.folder / rel).read_text(encoding="utf-8", errors="replace")
+
+    def __contains__(self, rel: object) -> bool:
+        return isinstance(rel, str) and (rel in self.extra or self._readable(rel))
+
+    def __iter__(self):
+        found = set(self.extra)
+        for path in self.folder.rglob("*.py"):
+            if len(found) >= _MAX_FILES:
+                break
+            rel = path.relative_to(self.folder).as_posix()
+            if rel not in found and rel in self:
+                found.add(rel)
+        return iter(sorted(found))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 def run_files(folder: Path | None, script_name: str, script_text: str) -> Files:
     """The script (as `script_text`) and the files of `folder` it runs; just the script without a folder."""
     if folder is None or not folder.is_dir():
         return ((script_name, script_text),)
-    available = {**folder_files(folder, skip=(script_name,)), script_name: script_text}
-    return closure(script_name, available)
+    return closure(script_name, _Folder(folder, skip=(script_name,), extra={script_name: script_text}))
 
 
 def script_files(script: Path) -> Files:
