@@ -18,6 +18,7 @@ HOMONYMS = {
     ("options.py", "smoke"),  # --speedrun-smoke
     ("agents/scaffolds.py", "timeout"),  # a prompt template field
     ("agents/llm/settings.py", "local"),  # the LLM endpoint preset for a local server
+    ("agents/registry.py", "local"),  # the same preset's agent name, listed without importing the LLM agents
     ("execution/__init__.py", "slurm"),  # the submodule's name
     ("execution/slurm.py", "slurm"),  # submitit's cluster kind
     ("pipeline/session.py", "slurm"),  # the session's Slurm job folder
