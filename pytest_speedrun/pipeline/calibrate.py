@@ -32,6 +32,7 @@ from pytest_speedrun.execution.resources import GPU_THREADS
 from pytest_speedrun.files import write_atomic
 from pytest_speedrun.judging.status import STEPS
 from pytest_speedrun.pipeline.item import SCRIPT_NAME, Execution, RunSettings, execute_script
+from pytest_speedrun.pipeline.workspace import copy_companions
 from pytest_speedrun.results import noise
 from pytest_speedrun.results.noise import (
     ASSUMED_CV,
@@ -219,6 +220,7 @@ class Calibrator:
         work.mkdir(parents=True)
         script = work / SCRIPT_NAME
         shutil.copyfile(ref.path, script)
+        copy_companions(task.id, ref, work)  # a several-file record runs with its companions beside it
         times, losses, untimed, disturbed, clock, probes = [], [], [], [], [], []
         for i in range(runs):
             ex, why = self._one(task, script, work / f"run{i}.log", seed=i, name=ref.path.name)
@@ -383,6 +385,7 @@ class Calibrator:
         work.mkdir(parents=True, exist_ok=True)
         script = work / SCRIPT_NAME
         shutil.copyfile(task.start.script.path, script)
+        copy_companions(task.id, task.start.script, work)
         ex = execute_script(script, task, settings, seed=0, log_path=work / "run.log")
         base = dict(reference_ms=ref.t_start_ms, n_reference=ref.n_start, record=task.start.record,
                     started_at=ex.started_at, ended_at=ex.ended_at, log_path=str(work / "run.log"))

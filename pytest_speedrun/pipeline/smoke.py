@@ -16,6 +16,7 @@ from pytest_speedrun.data.dataset import Dataset, ensure_generated_dataset, ensu
 from pytest_speedrun.errors import SpeedrunError
 from pytest_speedrun.judging.status import INVALID, PASSED, SMOKE
 from pytest_speedrun.pipeline.item import SCRIPT_NAME, RunSettings, execute_script, runtime_fields
+from pytest_speedrun.pipeline.workspace import copy_companions
 from pytest_speedrun.results import record
 from pytest_speedrun.results.record import ItemResult
 from pytest_speedrun.tasks.manifest import Task
@@ -63,6 +64,7 @@ def run_smoke(task: Task, settings: RunSettings, art: Path, seed: int = 0) -> It
     work.mkdir(parents=True)
     script = work / SCRIPT_NAME
     script.write_text(shorten(task.start.script.path.read_text(encoding="utf-8")), encoding="utf-8")
+    copy_companions(task.id, task.start.script, work)
     started = record.now()
     ex = execute_script(script, task, settings, seed, art / "run.log")
     status, reasons = ex.verdict.status, ex.verdict.reasons
