@@ -701,7 +701,7 @@ def manifest_copy(task: Any, folder: Path) -> Path:
     folder.mkdir(parents=True)
     text = task.manifest.read_text(encoding="utf-8").replace('source = "calibrate"', 'source = "manifest"')
     for rel in ("records/", "hints/"):
-        text = text.replace(f'"{rel}', f'"{task.manifest.parent / rel}')
+        text = text.replace(f'"{rel}', f'"{task.manifest.parent}/{rel}')
     (folder / task.manifest.name).write_text(text, encoding="utf-8")
     return folder
 
