@@ -506,7 +506,7 @@ class Flow:
                 ctx: Ctx) -> tuple[str, frozenset[int]]:
         """A call of the script's own function is its return value, its parameters bound to the arguments."""
         guard = ("fn", fn.name)
-        body_nodes = [n for n in _walk_scope(fn)]
+        body_nodes = [n for n in walk_scope(fn)]
         if guard in self._active or any(isinstance(n, (ast.Yield, ast.YieldFrom)) for n in body_nodes):
             args, lines = self._many(list(call.args), ctx)
             return f"GEN {fn.name}({', '.join(args)})", lines
@@ -587,7 +587,7 @@ def _walk_expr(stmt: ast.stmt):
         stack.extend(c for c in ast.iter_child_nodes(node) if not isinstance(c, ast.stmt))
 
 
-def _walk_scope(fn: ast.AST):
+def walk_scope(fn: ast.AST):
     """All nodes of a function body, not those of nested functions and classes."""
     stack = list(ast.iter_child_nodes(fn))
     while stack:

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from pytest_speedrun.errors import CompatError
+from pytest_speedrun.judging.dataflow import walk_scope
 
 _TRANSPOSED, _DENSE = "transposed", "dense"
 # calls whose result is a fresh row-major tensor, whatever their inputs' layouts
@@ -104,16 +105,6 @@ def _dotted(node: ast.AST) -> str:
     return ""
 
 
-def _own_nodes(fn: ast.AST) -> Iterable[ast.AST]:
-    """The nodes of a function's body, without those of the functions, lambdas and classes nested in it."""
-    stack = list(ast.iter_child_nodes(fn))
-    while stack:
-        node = stack.pop()
-        yield node
-        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
-            stack.extend(ast.iter_child_nodes(node))
-
-
 class _Scope:
     """The names of one function body that are bound only by plain top-level assignments, so a returned name can be
     read back to the expression it was last bound to; and the functions visible from it."""
@@ -133,7 +124,7 @@ class _Scope:
             if isinstance(target, ast.Name) and value is not None:
                 self.assigns.setdefault(target.id, []).append((stmt.lineno, value))
                 plain.add(id(target))
-        self.opaque = {node.id for node in _own_nodes(fn) if isinstance(node, ast.Name)
+        self.opaque = {node.id for node in walk_scope(fn) if isinstance(node, ast.Name)
                        and isinstance(node.ctx, ast.Store) and id(node) not in plain}
         if not isinstance(fn, ast.Module):
             args = fn.args
@@ -191,7 +182,7 @@ def _layout(node: ast.expr, scope: _Scope, line: int, depth: int = 0) -> _Layout
 
 
 def _returns(fn: ast.AST) -> list[ast.Return]:
-    return sorted((n for n in _own_nodes(fn) if isinstance(n, ast.Return) and n.value is not None),
+    return sorted((n for n in walk_scope(fn) if isinstance(n, ast.Return) and n.value is not None),
                   key=lambda n: n.lineno)
 
 
