@@ -455,3 +455,54 @@ def test_where_a_copy_was_installed_from_is_read_from_its_direct_url() -> None:
     assert _installed_from('{"archive_info": {}, "url": "file:///dist/p.whl"}') == [Path("/dist/p.whl")]
     assert _installed_from('{"archive_info": {}, "url": "https://example.org/p.whl"}') == []
     assert _installed_from(None) == [] and _installed_from("not json") == []
+
+
+def _stray_base_python(root: Path, record: str) -> tuple[Path, Path, Path]:
+    """A base Python prefix (as a venv's `home` is) whose own site-packages holds a copy of this distribution
+    that the venv never imports: the packaged suites, and a dist-info saying it came from a source checkout.
+    Returns (prefix, its suites folder, the checkout's suites)."""
+    prefix = root / "pyenv" / "versions" / "3.11.7"
+    site = prefix / "lib" / "python3.11" / "site-packages"
+    copy = site / "pytest_speedrun" / "suites" / "tiny" / "records" / "record_2.py"
+    copy.parent.mkdir(parents=True)
+    copy.write_text(record)
+    info = site / "pytest_speedrun-0.1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: pytest-speedrun\nVersion: 0.1.0\n")
+    (info / "RECORD").write_text("pytest_speedrun/suites/tiny/records/record_2.py,,\n")
+    checkout = root / "checkout"
+    (info / "direct_url.json").write_text(json.dumps({"url": checkout.as_uri(), "dir_info": {}}))
+    return prefix, site / "pytest_speedrun" / "suites", checkout / "tasks"
+
+
+def test_a_copy_in_a_base_pythons_site_packages_is_an_installed_copy(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A venv's base Python is shown for its standard library, site-packages and all: a copy installed there
+    (found by CI on a machine where the base Python had an old build) counts though no sys.path entry leads to
+    it, and so does the source tree its dist-info says it came from."""
+    from pytest_speedrun.execution import answers
+    prefix, suites, checkout = _stray_base_python(tmp_path, "print('record')\n")
+    assert suites not in installed_copies()
+    monkeypatch.setattr(answers, "python_prefixes", lambda: [prefix])
+    found = installed_copies()
+    assert suites in found and checkout in found
+    assert prefix / "lib" / "python3.11" / "site-packages" in answers.library_dirs([prefix])
+
+
+def test_a_copy_in_a_shown_base_python_is_masked(host_dir: Path, bwrap: Sandbox,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sandbox keeps the base prefix visible (the stdlib lives there); the copy in its site-packages is not."""
+    from pytest_speedrun.execution import answers
+    record = (find_suite("tiny") / "records" / "record_2.py").read_text()
+    prefix, suites, _ = _stray_base_python(host_dir, record)
+    copy = suites / "tiny" / "records" / "record_2.py"
+    workspace = host_dir / "ws"
+    workspace.mkdir()
+    cmd = ["sh", "-c", f"cat {copy} || echo GONE"]
+    shown = bwrap.configured(kept=[prefix])
+    assert subprocess.run([*shown.prefix(workspace), *cmd], capture_output=True, text=True,
+                          timeout=60).stdout == record, "control: the kept prefix is visible"
+    monkeypatch.setattr(answers, "python_prefixes", lambda: [prefix])
+    proc = subprocess.run([*bwrap.configured(masked=installed_copies(), kept=[prefix]).prefix(workspace), *cmd],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.stdout == "GONE\n", proc.stdout[:200]

@@ -53,17 +53,47 @@ def task_answer_holders(task: Task) -> tuple[Path, ...]:
 
 
 def installed_copies() -> list[Path]:
-    """Where each installed copy of this distribution on sys.path keeps the suites: its packaged suites folder
-    (a wheel install, or the copy an editable build left in site-packages), and what it was installed from, as
-    its PEP 610 `direct_url.json` records: a local source tree's `tasks/`, or a local wheel file. Also any
-    `pytest_speedrun/suites` folder on sys.path that no installed distribution lists any more (a copy an
-    earlier build left behind)."""
-    found = [Path(e) / _PACKAGED_SUITES for e in sys.path if e and (Path(e) / _PACKAGED_SUITES).is_dir()]
-    for dist in distributions(name=DISTRIBUTION):
+    """Where each installed copy of this distribution keeps the suites: its packaged suites folder (a wheel
+    install, or the copy an editable build left in site-packages), and what it was installed from, as its PEP 610
+    `direct_url.json` records: a local source tree's `tasks/`, or a local wheel file. Also any
+    `pytest_speedrun/suites` folder that no installed distribution lists any more (a copy an earlier build left
+    behind).
+
+    Searched in every library folder a sandboxed process could read (`library_dirs`), not only on this
+    interpreter's sys.path: a venv's base Python, shown for its standard library, may hold a copy in its own
+    site-packages that the venv never imports."""
+    libraries = library_dirs()
+    found = [lib / _PACKAGED_SUITES for lib in libraries if (lib / _PACKAGED_SUITES).is_dir()]
+    for dist in distributions(name=DISTRIBUTION, path=[str(lib) for lib in libraries]):
         if any(str(f).startswith(_PACKAGED_SUITES + "/") for f in dist.files or ()):
             found.append(Path(str(dist.locate_file(_PACKAGED_SUITES))))
         found += _installed_from(dist.read_text("direct_url.json"))
-    return found
+    return list(dict.fromkeys(found))
+
+
+# Where a Python prefix keeps installed packages (CPython, Debian's dist-packages, /usr/local layouts).
+_LIBRARY_GLOBS = ("lib*/python3*/site-packages", "lib*/python3*/dist-packages", "lib/python3/dist-packages",
+                  "local/lib/python3*/site-packages", "local/lib/python3*/dist-packages")
+
+
+def python_prefixes() -> list[Path]:
+    """The Python installations a sandboxed process can see: this interpreter's prefixes (a venv's base
+    included, which the sandbox shows for its standard library), the system's (/usr, /usr/local) and those under
+    /opt (an installer's or conda's base and environments). Other top-level folders are hidden by the sandbox."""
+    prefixes = [Path(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix)]
+    prefixes += [Path("/usr"), Path("/usr/local")]
+    opt = Path("/opt")
+    prefixes += [*opt.glob("*"), *opt.glob("*/envs/*")] if opt.is_dir() else []
+    return list(dict.fromkeys(p for p in prefixes if p.is_dir()))
+
+
+def library_dirs(prefixes: Iterable[Path] | None = None) -> list[Path]:
+    """sys.path's folders and every package library folder of `prefixes` (default: python_prefixes())."""
+    found = [Path(e) for e in sys.path if e and Path(e).is_dir()]
+    for prefix in python_prefixes() if prefixes is None else prefixes:
+        for pattern in _LIBRARY_GLOBS:
+            found += [lib for lib in prefix.glob(pattern) if lib.is_dir()]
+    return list(dict.fromkeys(found))
 
 
 def _installed_from(direct_url: str | None) -> list[Path]:
