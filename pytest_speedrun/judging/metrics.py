@@ -27,16 +27,24 @@ from pytest_speedrun.judging.sources import run_source
 SEPARATOR = "=" * 100
 _RANK_PREFIX = re.compile(r"^\[(?:rank|default)\d+\]:\s?")
 _NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|nan|inf"
-# records 1-3: no step_avg; records 4-21: step_avg (nan at early steps)
+# records 1-3: no step_avg; records 4-21: step_avg (nan at early steps). Track 3 (optimization) prints train_time
+# in seconds (`train_time:1527.766s`): group 4 is the number, group 5 its unit (train_time_ms converts); some of
+# its logs print more losses after val_loss (`val_ema_loss:3.27134`), which are not the result.
 VAL_LINE = re.compile(
-    rf"^step:(\d+)/(\d+) val_loss:({_NUM}) train_time:({_NUM})ms(?: step_avg:({_NUM})ms)?$"
+    rf"^step:(\d+)/(\d+) val_loss:({_NUM})(?: val_\w+:(?:{_NUM}))* train_time:({_NUM})(ms|s)(?: step_avg:({_NUM})ms)?$"
 )
-# records 4-14 (with train_loss) and 15-21 (without)
+# records 4-14 (with train_loss) and 15-21 (without); track 3 in seconds, as VAL_LINE
 TRAIN_LINE = re.compile(
-    rf"^step:(\d+)/(\d+) (?:train_loss:({_NUM}) )?train_time:({_NUM})ms step_avg:({_NUM})ms$"
+    rf"^step:(\d+)/(\d+) (?:train_loss:({_NUM}) )?train_time:({_NUM})(ms|s) step_avg:({_NUM})ms$"
 )
 # records 1-3: "step    1/9536 | train loss 10.9 | ... | (123.45 ms | 1234 tok/s)"
 TRAIN_LINE_OLD = re.compile(rf"^step\s+(\d+)/(\d+) \| train loss ({_NUM}) \|.*\(({_NUM}) ms \|")
+
+
+def train_time_ms(m: re.Match[str]) -> float:
+    """The train_time of a VAL_LINE or TRAIN_LINE match in ms, whichever unit the line printed."""
+    value = float(m.group(4))
+    return round(value * 1000, 3) if m.group(5) == "s" else value
 
 
 @dataclass(frozen=True)
@@ -107,11 +115,11 @@ def scan(text: str, source: str | None = None) -> tuple[list[tuple[int, int, flo
     for lineno, line in _lines(text, source):
         if m := VAL_LINE.match(line):
             s, n = int(m.group(1)), int(m.group(2))
-            vals.append((s, n, float(m.group(3)), float(m.group(4))))
+            vals.append((s, n, float(m.group(3)), train_time_ms(m)))
             step, steps = s, n
         elif m := TRAIN_LINE.match(line):
             s, n = int(m.group(1)), int(m.group(2))
-            last_train = (s, float(m.group(4)))
+            last_train = (s, train_time_ms(m))
             step, steps = s, n
         elif m := TRAIN_LINE_OLD.match(line):
             step, steps = int(m.group(1)), int(m.group(2))

@@ -28,7 +28,7 @@ import statistics
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from pytest_speedrun.judging.metrics import _RANK_PREFIX, SEPARATOR, TRAIN_LINE, TRAIN_LINE_OLD, VAL_LINE
+from pytest_speedrun.judging.metrics import _RANK_PREFIX, SEPARATOR, TRAIN_LINE, TRAIN_LINE_OLD, VAL_LINE, train_time_ms
 from pytest_speedrun.judging.sources import run_source
 
 
@@ -93,9 +93,9 @@ def derive(lines: list[tuple[float, str]] | list[tuple[float, str, float | None]
         if not line or line in echoed:
             continue
         if m := VAL_LINE.match(line):
-            events.append((t, "val", int(m.group(1)), float(m.group(4))))
+            events.append((t, "val", int(m.group(1)), train_time_ms(m)))
         elif m := TRAIN_LINE.match(line):
-            events.append((t, "train", int(m.group(1)), float(m.group(4))))
+            events.append((t, "train", int(m.group(1)), train_time_ms(m)))
         elif TRAIN_LINE_OLD.match(line):
             events.append((t, "train", int(line.split()[1].split("/")[0]), None))
         else:
