@@ -16,6 +16,11 @@ What it does, per track (1: GPT-2 small, 3.28; 2: GPT-2 medium, 2.92):
    Welch test, p < 0.01; a side with < 3 runs gets the track's pooled run-to-run CV); skipped rows are listed;
 4. writes the manifests, the reference table (`reference/ladder_times.toml`), the numbers-only facts copy
    (`reference/ladder_refs.toml`, from --facts), the runtimes, the hints and EXCLUDED.md.
+Track 3 (optimization: fewest steps to 3.28; `records/track_3_optimization/README.md`'s "Notable results history")
+is scored by steps: every run of each row's linked log (a file can hold up to 30, each starting again at
+`step:0/N`) must end at `step:N/N`, N the row's steps; rows without a log, above the target, stopping early, or
+whose README count differs from their log are excluded; consecutive remaining rows whose step count falls are
+the tasks (`t3_<start>_<target>`, `metric = "steps"`, no hints).
 `--check` writes nothing and fails when the committed files differ from what it would write.
 """
 
@@ -35,13 +40,13 @@ from ladder_hints import HINTS  # noqa: E402
 
 from pytest_speedrun.errors import MetricsError  # noqa: E402
 from pytest_speedrun.files import tomllib  # noqa: E402
-from pytest_speedrun.judging.metrics import parse_text  # noqa: E402
+from pytest_speedrun.judging.metrics import parse_text, scan  # noqa: E402
 from pytest_speedrun.tasks.log_cut import MAIN, LogCutError, sections  # noqa: E402
 
 COMMIT = "f411b3d346aa52d3504324ca93c230fd84c6c07f"
 RAW = f"https://raw.githubusercontent.com/KellerJordan/modded-nanogpt/{COMMIT}/"
 TRACK_DIR = {1: "records/track_1_short", 2: "records/track_2_medium"}
-TARGET_LOSS = {1: 3.28, 2: 2.92}
+TARGET_LOSS = {1: 3.28, 2: 2.92, 3: 3.28}
 FIRST_ROW = {1: 21, 2: 1}  # track 1: the paper's tasks end at record 21
 ALPHA = 0.01
 ROOT = Path(__file__).resolve().parent.parent
@@ -324,6 +329,166 @@ def _tree_digest(folder: Path) -> str:
     return h.hexdigest()
 
 
+# --- track 3: the optimization track, scored by steps ------------------------------------------------------
+
+T3_DIR = "records/track_3_optimization"  # its own README.md holds the table; links are relative to this folder
+T3_TABLE = "## Notable results history"
+T3_BATCH_TOKENS = 8 * 64 * 1024  # the track fixes the batch (tokens per step) whatever the world size
+SHARD_TOKENS = 10**8  # a FineWeb-10B training shard
+_T3_ROW = re.compile(r"^\| (\d+) \| (\d+)(\(!\))? \|")
+_T3_LOG = re.compile(r"\[log\]\(([^)]+)\)")
+# a run of a multi-run log starts again at step 0 (up to 30 runs in one file)
+_RUN_START = re.compile(r"^(?:\[(?:rank|default)\d+\]:\s?)?step:0/\d+ ", re.MULTILINE)
+
+
+@dataclass
+class Entry:
+    """A row of track 3's table: README number and steps, the linked log, its runs, and why it is no task."""
+
+    no: int
+    readme_steps: int
+    link: str | None  # relative to the snapshot root
+    runs: list[Run] = field(default_factory=list)
+    stopped: list[tuple[int, int]] = field(default_factory=list)  # (k, N) of runs whose last validation is k < N
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def steps(self) -> int:
+        return self.runs[0].steps  # all runs agree (judge_entry excludes the entry otherwise)
+
+    @property
+    def source(self) -> Run:
+        return self.runs[0]  # every run is of the one linked log
+
+    @property
+    def mean_ms(self) -> float:
+        return statistics.fmean(r.train_time_ms for r in self.runs)
+
+    @property
+    def mean_loss(self) -> float:
+        return statistics.fmean(r.val_loss for r in self.runs)
+
+    @property
+    def n_text(self) -> str:
+        return f"{len(self.runs)} run(s) of {Path(self.source.path).name}"
+
+
+@dataclass
+class StepsPair:
+    start: Entry
+    target: Entry
+
+    @property
+    def id(self) -> str:
+        return f"t3_{self.start.no:03d}_{self.target.no:03d}"
+
+
+def track3_entries(readme: str) -> list[Entry]:
+    """Every row of the README's "Notable results history" table, in README order."""
+    if T3_TABLE not in readme:
+        raise SystemExit(f"{T3_DIR}/README.md: no {T3_TABLE!r} section; is --from the snapshot at {COMMIT}?")
+    table = readme.split(T3_TABLE, 1)[1].split("\n## ", 1)[0]
+    out = []
+    for line in table.splitlines():
+        if m := _T3_ROW.match(line):
+            link = _T3_LOG.search(line)
+            out.append(Entry(int(m[1]), int(m[2]), f"{T3_DIR}/{link[1]}" if link else None))
+    return out
+
+
+def split_runs(text: str) -> list[str]:
+    """A log's runs: from one `step:0/N` line to the next (the first run keeps the script and header above it)."""
+    starts = [m.start() for m in _RUN_START.finditer(text)][1:]
+    bounds = [0, *starts, len(text)]
+    return [text[a:b] for a, b in zip(bounds, bounds[1:])]
+
+
+def judge_entry(root: Path, e: Entry) -> None:
+    """Parse every run of the entry's linked log; every reason it is no task goes to e.reasons."""
+    if e.link is None or Path(e.link).suffix not in (".txt", ".log"):
+        e.reasons.append(f"no log: the README links {Path(e.link).name if e.link else 'nothing'} as its log")
+        return
+    path = root / e.link
+    if not path.is_file():
+        e.reasons.append(f"no log: the README's link {e.link} leads nowhere in the snapshot")
+        return
+    data = path.read_bytes()
+    text = data.decode("utf-8", errors="replace")
+    try:
+        secs = sections(text)
+    except LogCutError as exc:
+        e.reasons.append(f"no script to cut from the log: {exc}")
+        return
+    torch = _TORCH.search(text)
+    needs = tuple(n for n in ("flash_attn_interface", "kernels", "evals")
+                  if re.search(rf"^\s*(from|import) {n}\b", "\n".join(secs.values()), re.MULTILINE))
+    cuts = {k: hashlib.sha256(v.encode()).hexdigest() for k, v in secs.items()}
+    early, broken = e.stopped, []
+    for i, chunk in enumerate(split_runs(text), 1):
+        vals = scan(chunk)[0]
+        if not vals:
+            broken.append(f"run {i} has no validation line")
+            continue
+        k, n = vals[-1][0], vals[-1][1]
+        if k < n:
+            early.append((k, n))
+            continue
+        try:
+            m = parse_text(chunk)
+        except MetricsError as exc:
+            broken.append(f"run {i}: {exc}")
+            continue
+        e.runs.append(Run(str(path.relative_to(root)), len(data), hashlib.sha256(data).hexdigest(), m.val_loss,
+                          m.train_time_ms, m.steps, gpus_of(text), torch.group(1) if torch else None, None, needs,
+                          cuts))
+    if broken:
+        e.reasons.append("unparsable runs: " + "; ".join(broken))
+    if early:
+        stops = sorted(set(early))
+        e.reasons.append(f"stops early on purpose: {len(early)} run(s) end with a last validation at "
+                         f"{', '.join(f'step:{k}/{n}' for k, n in stops)}, below the planned total (the README "
+                         f"counts {e.readme_steps})")
+    if not e.runs:
+        return
+    planned = sorted({r.steps for r in e.runs})
+    if len(planned) > 1:
+        e.reasons.append(f"its runs disagree on the step count: they end at {', '.join(map(str, planned))}")
+    elif planned[0] != e.readme_steps:
+        e.reasons.append(f"the README's step count disagrees with its log: README {e.readme_steps}, the log's "
+                         f"{len(e.runs)} run(s) end at step:{planned[0]}/{planned[0]}")
+    if e.mean_loss > TARGET_LOSS[3]:
+        e.reasons.append(f"above the target: its runs' mean final val_loss {e.mean_loss:.5f} > {TARGET_LOSS[3]}")
+    if torch is None:
+        e.reasons.append("its log prints no `Running PyTorch` line: no torch to name as its runtime")
+
+
+def build_track3(root: Path) -> tuple[list[Entry], list[StepsPair], list[tuple[str, str]]]:
+    """Track 3's entries (judged), its tasks (consecutive remaining entries whose step count falls), and every
+    result folder or loose log the README does not link, with why."""
+    entries = track3_entries((root / T3_DIR / "README.md").read_text(encoding="utf-8"))
+    for e in entries:
+        judge_entry(root, e)
+    ok = [e for e in entries if not e.reasons]
+    pairs = [StepsPair(a, b) for a, b in zip(ok, ok[1:]) if b.steps < a.steps]
+    linked = {Path(e.link).relative_to(T3_DIR).parts[1] for e in entries if e.link}
+    unlinked = []
+    for p in sorted((root / T3_DIR / "results").iterdir()):
+        if p.name not in linked:
+            unlinked.append((p.name, unlinked_reason(root, p)))
+    return entries, pairs, unlinked
+
+
+def unlinked_reason(root: Path, p: Path) -> str:
+    """Why a result the README's table does not link is no task (its runs' mean loss, where it is a loose log)."""
+    why = "not in the README's table (no row links it)"
+    if p.is_file():
+        e = Entry(0, 0, str(p.relative_to(root)))
+        judge_entry(root, e)
+        if e.runs and e.mean_loss > TARGET_LOSS[3]:
+            why += f"; above the target: its runs' mean final val_loss {e.mean_loss:.5f} > {TARGET_LOSS[3]}"
+    return why
+
+
 # --- writing ---------------------------------------------------------------------------------------------
 
 TRAIN_SHARDS = {1: 9, 2: 40}  # 1: the upstream README's download command; 2: 7500 steps x 8 x 64K tokens, rounded up
@@ -383,6 +548,32 @@ def manifest_text(pair: Pair, spread: tuple[float, int, str]) -> str:
     return "\n".join(line for i, line in enumerate(lines) if line or i > 4)
 
 
+def steps_manifest_text(pair: StepsPair) -> str:
+    """A track-3 task: scored by steps (metric = "steps"); both ends' steps and scripts from their linked logs."""
+    s, t = pair.start, pair.target
+    lines = [HEADER.format(commit=COMMIT).rstrip(),
+             f"# Track 3 (optimization): README result {s.no} -> {t.no}, scored by steps (the fraction of the step "
+             "reduction recovered).",
+             f"# steps: every run of each linked log ends at step:N/N (start: {s.n_text}, target: {t.n_text}; "
+             "judging/metrics.py over the logs); train_time_ms: their mean, for orientation only.",
+             f"# torch the logs printed: start {s.source.torch}, target {t.source.torch}.",
+             f"id = {_q(pair.id)}", 'suite = "ladder"', "track = 3", 'metric = "steps"',
+             f"title = {_q(f'Track 3: result {s.no} -> {t.no} ({s.steps} -> {t.steps} steps)')}",
+             f"target_val_loss = {TARGET_LOSS[3]}", ""]
+    for key, e in (("start", s), ("target", t)):
+        lines += [f"[{key}]", f"record = {e.no}", f"train_time_ms = {round(e.mean_ms, 1)}", f"steps = {e.steps}", ""]
+        lines += script_table(key, e.source) + [""]
+    shards = math.ceil(s.steps / (SHARD_TOKENS // T3_BATCH_TOKENS))  # the loader skips each shard's tail
+    lines += ["[launch]", "nproc_per_node = 8", "timeout_s = 3600",
+              'env = { NANOGPT_VAL_TOKENS = "10485760", PYTORCH_CUDA_ALLOC_CONF = "expandable_segments:True" }',
+              "# one-GPU runs are not claimed: no GPU has measured which ladder records fit one",
+              "supported_gpu_counts = [8]", f"runtime = {_q(runtime_name(t.source.torch or 'unknown'))}", "",
+              "[data]", 'dataset = "fineweb"',
+              f"train_shards = {shards}  # {s.steps} steps x {T3_BATCH_TOKENS} tokens, whole batches per shard", "",
+              "[reference]", 'source = "manifest"', ""]
+    return "\n".join(lines)
+
+
 def fmt_sd(r: Row) -> str:
     return f"{r.sd:.1f} ms" if r.sd is not None else "none (one run)"
 
@@ -412,7 +603,7 @@ def runtime_text(runs: list[Run], tasks: list[str]) -> str:
     run = runs[0]
     torch = run.torch or "unknown"
     version, _, local = torch.partition("+")
-    cuda = {"cu126": "12.6", "cu128": "12.8", "cu130": "13.0", "cu124": "12.4"}.get(local)
+    cuda = {"cu126": "12.6", "cu128": "12.8", "cu129": "12.9", "cu130": "13.0", "cu124": "12.4"}.get(local)
     python = run.python or "3.12"
     container = "nv" in local or "a0" in version
     nightly = ".dev" in version or container
@@ -442,9 +633,10 @@ def runtime_text(runs: list[Run], tasks: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def refs_text(pairs: dict[int, list[Pair]], facts_path: Path) -> str:
+def refs_text(pairs: dict[int, list[Pair]], facts_path: Path, pairs3: list[StepsPair]) -> str:
     """The numbers of ladder_facts.toml the CI check needs (tests/test_ladder_refs.py), copied, not recomputed."""
-    facts = {(r["track"], r["dir"]): r for r in tomllib.loads(facts_path.read_text(encoding="utf-8"))["record"]}
+    records = tomllib.loads(facts_path.read_text(encoding="utf-8"))["record"]
+    facts = {(r["track"], r["dir"]): r for r in records}
     lines = [HEADER.format(commit=COMMIT).rstrip(),
              "# Figures copied from shared/reference/ladder_facts.toml (extracted independently of our log parser):",
              "# per record of the ladder, every run's train_time_ms (or, where the task uses one group of the folder,",
@@ -463,7 +655,20 @@ def refs_text(pairs: dict[int, list[Pair]], facts_path: Path) -> str:
             if truncated and f.get("incomplete_runs"):
                 lines.append(f"truncated_ms = [{', '.join(str(x) for x in truncated)}]")
         lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines + track3_refs(pairs3, records))
+
+
+def track3_refs(pairs: list[StepsPair], records: list[dict]) -> list[str]:
+    """Per track-3 row of a task, the facts' figures for its README-linked log: the runs' final step, their count."""
+    by_no = {e["no"]: (r, e) for r in records if r["track"] == 3 for e in r.get("readme", [])}
+    lines = ["# track 3 (scored by steps): per row of a task, the README-linked log's final step and its runs.", ""]
+    for no in sorted({e.no for p in pairs for e in (p.start, p.target)}):
+        if no not in by_no:
+            raise SystemExit(f"--facts: no track-3 record lists README row {no}; regenerate the facts file")
+        r, e = by_no[no]
+        lines += ["[[record]]", "track = 3", f"row = {no}", f"dir = {_q(r['dir'])}", f"log = {_q(e['log'])}",
+                  f"steps = {e['log_steps']}", f"runs = {e['log_runs_in_file']}", ""]
+    return lines
 
 
 def used_rows(pairs: dict[int, list[Pair]]) -> list[Row]:
@@ -491,12 +696,13 @@ def times_text(pairs: dict[int, list[Pair]], spread: dict[int, tuple[float, int,
     return "\n".join(lines)
 
 
-def excluded_text(rows: dict[int, list[Row]], pairs: dict[int, list[Pair]], spread, folders) -> str:
-    n1, n2 = len(pairs[1]), len(pairs[2])
+def excluded_text(rows: dict[int, list[Row]], pairs: dict[int, list[Pair]], spread, folders, track3) -> str:
+    n1, n2, n3 = len(pairs[1]), len(pairs[2]), len(track3[1])
     lines = ["# The ladder suite: which records are tasks, and why the others are not", "",
              f"Generated by `benchmarks/ladder_build.py` from modded-nanogpt `{COMMIT}`: {n1} track-1 tasks (from "
-             f"record {FIRST_ROW[1]} on) and {n2} track-2 tasks. A task pairs record *i* with the next README row "
-             "whose comparable logs are significantly faster (one-sided Welch test, p < 0.01).", ""]
+             f"record {FIRST_ROW[1]} on), {n2} track-2 tasks and {n3} track-3 tasks (scored by steps, below). A "
+             "time task pairs record *i* with the next README row whose comparable logs are significantly faster "
+             "(one-sided Welch test, p < 0.01).", ""]
     for track, (cv, df, how) in spread.items():
         lines.append(f"- Track {track}: a side with fewer than 3 runs takes the pooled run-to-run CV "
                      f"{cv * 100:.3f}% ({df} degrees of freedom) of {how}.")
@@ -514,11 +720,46 @@ def excluded_text(rows: dict[int, list[Row]], pairs: dict[int, list[Pair]], spre
     notes = [r for t in rows.values() for r in t if r.note and not r.reason]
     if notes:
         lines += ["", "## Notes", ""] + [f"- track {r.track}, record {r.no}: {r.note}" for r in notes]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + track3_excluded(*track3)) + "\n"
+
+
+def track3_excluded(entries: list[Entry], pairs: list[StepsPair], unlinked: list[tuple[str, str]]) -> list[str]:
+    in_task: dict[int, list[str]] = {}
+    for p in pairs:
+        for e in (p.start, p.target):
+            in_task.setdefault(e.no, []).append(p.id)
+    lines = ["", "## Track 3: the optimization track, scored by steps", "",
+             f"The rows of `{T3_DIR}/README.md`'s table \"{T3_TABLE[3:]}\", in README order. Steps come from "
+             "each row's linked log: every run in it (a file holds up to 30, each starting again at `step:0/N`), "
+             "its final validation line `step:N/N` (judging/metrics.py). A row is excluded when the README links no "
+             "log, when its runs' mean final val_loss is above 3.28, when it stops early on purpose, when its "
+             "runs disagree on N, when the README's step count differs from N, or when its log names no torch. "
+             "*Stops early* is decided by the log alone: a run whose last validation line is `step:k/N` with "
+             "k < N. A row whose README says it ends early but whose runs reach `step:N/N` is listed as "
+             "disagreeing with its README (the README's prose is not read). A task pairs consecutive remaining "
+             "rows whose step count falls (next < this); a remaining row next to no fall is in no task.", "",
+             "| task | start | target |", "| - | - | - |"]
+    lines += [f"| {p.id} | {p.start.no} ({p.start.steps} steps, n={len(p.start.runs)}) | {p.target.no} "
+              f"({p.target.steps} steps, n={len(p.target.runs)}) |" for p in pairs]
+    lines += ["", "| track | row | README steps | log steps | status |", "| - | - | - | - | - |"]
+    for e in entries:
+        if e.reasons:
+            status = "excluded: " + "; ".join(e.reasons)
+        elif e.no in in_task:
+            status = "used: " + ", ".join(in_task[e.no])
+        else:
+            status = "in no task: the step count does not fall from the previous remaining row nor to the next one"
+        log_steps = ", ".join([*map(str, sorted({r.steps for r in e.runs})),
+                               *(f"{k} of {n} (stopped)" for k, n in sorted(set(e.stopped)))]) or "none"
+        lines.append(f"| 3 | {e.no} | {e.readme_steps} | {log_steps} | {status} |")
+    lines += ["", "### Track 3 results the README's table does not link", ""]
+    lines += [f"- track 3, results/{name}: {why}" for name, why in unlinked]
+    return lines
 
 
 def outputs(root: Path, facts: Path) -> dict[Path, str]:
     rows, pairs, spread, folders = build(root)
+    track3 = build_track3(root)
     out: dict[Path, str] = {}
     runtimes: dict[str, list[tuple[Run, str]]] = {}
     for track, chain in pairs.items():
@@ -527,11 +768,14 @@ def outputs(root: Path, facts: Path) -> dict[Path, str]:
             out[SUITE / "hints" / p.id / "description.md"] = hint_text(p, rows[track])
             assert p.target.source is not None
             runtimes.setdefault(runtime_name(p.target.source.torch or "unknown"), []).append((p.target.source, p.id))
+    for sp in track3[1]:  # no hints: ladder_hints.py has none for track 3
+        out[SUITE / f"{sp.id}.toml"] = steps_manifest_text(sp)
+        runtimes.setdefault(runtime_name(sp.target.source.torch or "unknown"), []).append((sp.target.source, sp.id))
     for name, uses in runtimes.items():
         out[SUITE / "runtimes" / f"{name}.toml"] = runtime_text([r for r, _ in uses], [t for _, t in uses])
     out[SUITE / "reference" / "ladder_times.toml"] = times_text(pairs, spread)
-    out[SUITE / "reference" / "ladder_refs.toml"] = refs_text(pairs, facts)
-    out[SUITE / "EXCLUDED.md"] = excluded_text(rows, pairs, spread, folders)
+    out[SUITE / "reference" / "ladder_refs.toml"] = refs_text(pairs, facts, track3[1])
+    out[SUITE / "EXCLUDED.md"] = excluded_text(rows, pairs, spread, folders, track3)
     return out
 
 

@@ -47,6 +47,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "speedrun_gpus(n): GPUs the speedrun_gpus fixture leases (default 1)")
     config.addinivalue_line("markers", "track1: a ladder task of upstream track 1 (GPT-2 small, val loss 3.28)")
     config.addinivalue_line("markers", "track2: a ladder task of upstream track 2 (GPT-2 medium, val loss 2.92)")
+    config.addinivalue_line("markers", "track3: a ladder task of upstream track 3 (optimization, scored by steps)")
     from pytest_speedrun.options import agent_from_config, settings_from_config
     from pytest_speedrun.pipeline.session import SessionInfo, SpeedrunSession
 

@@ -81,7 +81,7 @@ class Task:
     train_shards: int = 1
     reference: str = "manifest"  # "manifest" (fixed t_i, t_{i+1}) or "calibrate" (measured on this machine)
     metric: Metric = TIME  # what the score counts: train time, or training steps (the optimization track)
-    track: int | None = None  # the upstream track (1: GPT-2 small, 2: medium); items get the marker trackN
+    track: int | None = None  # the upstream track (1: GPT-2 small, 2: medium, 3: optimization); marker trackN
 
 
 # --- schema ----------------------------------------------------------------------------------------------
@@ -107,7 +107,7 @@ _TOP = {
 _RECORD = {"record": (_INT, True), "script": (_TABLE, True), "train_time_ms": (_NUM, True), "steps": (_INT, False)}
 _SCRIPT = {"path": (_STR, False), "url": (_STR, False), "sha256": (_STR, False), "bytes": (_INT, False),
            "log_sha256": (_STR, False), "cut": (_STR, False), "files": (_TABLE, False)}
-TRACKS = (1, 2)
+TRACKS = (1, 2, 3)
 _LAUNCH = {
     "nproc_per_node": (_INT, True),
     "timeout_s": (_NUM, True),
