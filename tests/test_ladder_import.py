@@ -92,9 +92,9 @@ def test_a_companion_must_be_a_plain_python_file_name(tmp_path: Path) -> None:
         load_task(path)
 
 
-def test_a_track_outside_1_and_2_is_refused(tmp_path: Path) -> None:
+def test_a_track_outside_1_to_3_is_refused(tmp_path: Path) -> None:
     path = cut_suite(tmp_path) / "t1_001_002.toml"
-    path.write_text(path.read_text().replace("track = 1", "track = 3"))
+    path.write_text(path.read_text().replace("track = 1", "track = 4"))
     with pytest.raises(TaskError, match="key 'track'"):
         load_task(path)
 
