@@ -470,10 +470,10 @@ def build_track3(root: Path) -> tuple[list[Entry], list[StepsPair], list[tuple[s
         judge_entry(root, e)
     ok = [e for e in entries if not e.reasons]
     pairs = [StepsPair(a, b) for a, b in zip(ok, ok[1:]) if b.steps < a.steps]
-    linked = {Path(e.link).relative_to(T3_DIR).parts[1] for e in entries if e.link}
+    linked = {Path(e.link).relative_to(T3_DIR).parts[1:2] for e in entries if e.link}  # the results/ entry
     unlinked = []
     for p in sorted((root / T3_DIR / "results").iterdir()):
-        if p.name not in linked:
+        if (p.name,) not in linked:
             unlinked.append((p.name, unlinked_reason(root, p)))
     return entries, pairs, unlinked
 
