@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -17,9 +17,11 @@ from pytest_speedrun.agents import llm
 from pytest_speedrun.agents.base import Agent
 from pytest_speedrun.agents.registry import make_agent
 from pytest_speedrun.errors import SpeedrunError
-from pytest_speedrun.execution.slurm import SlurmConfig, parse_extra
 from pytest_speedrun.judging.status import LOCAL
 from pytest_speedrun.settings import Settings, build_settings
+
+if TYPE_CHECKING:  # loaded by slurm_config, for a session that reads the Slurm settings
+    from pytest_speedrun.execution.slurm import SlurmConfig
 
 
 @dataclass(frozen=True)
@@ -220,6 +222,8 @@ def settings_from_config(config: pytest.Config) -> Settings:
 
 def slurm_config(config: pytest.Config, cwd: Path) -> SlurmConfig:
     """Slurm settings from ini keys, with the --speedrun-slurm-* options on top."""
+    from pytest_speedrun.execution.slurm import SlurmConfig, parse_extra
+
     def ini(key: str) -> str:
         return str(config.getini(f"speedrun_slurm_{key}") or "").strip()
 
@@ -268,4 +272,7 @@ def agent_from_config(config: pytest.Config, spec: str, cache_dir: Path | None =
     hooked = config.hook.pytest_speedrun_make_agent(name=name, arg=arg if sep else None, config=config)
     if hooked is not None:
         return hooked
-    return make_agent(spec, extra=llm.llm_factories(llm_source(config, cache_dir)))
+    source = llm_source(config, cache_dir)
+    if name not in llm.PRESETS and "preset" not in source.tables.get(name, {}):
+        return make_agent(spec)  # not an LLM agent: the client and the scaffolds stay unimported
+    return make_agent(spec, extra=llm.llm_factories(source))

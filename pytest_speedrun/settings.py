@@ -6,15 +6,18 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import platformdirs
 
 from pytest_speedrun.errors import UsageError
 from pytest_speedrun.execution.resources import parse_gpu_list
 from pytest_speedrun.execution.sandbox import KINDS
-from pytest_speedrun.execution.slurm import SlurmConfig
 from pytest_speedrun.judging.status import LAUNCHERS, LOCAL, Launcher
 from pytest_speedrun.tasks.hints import parse_regimes
+
+if TYPE_CHECKING:  # the Slurm module loads only for a Slurm session (session.py)
+    from pytest_speedrun.execution.slurm import SlurmConfig
 
 CACHE_ENV = "PYTEST_SPEEDRUN_CACHE"
 

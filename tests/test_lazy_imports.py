@@ -42,3 +42,30 @@ def test_the_registrys_preset_names_are_the_modules_own() -> None:
 def test_a_coding_preset_still_resolves_through_its_module() -> None:
     agent = registry.make_agent("aider:some-model")
     assert type(agent).__module__ == "pytest_speedrun.agents.coding"
+
+
+def test_a_session_of_an_offline_agent_loads_no_llm_client_slurm_launcher_or_downloader(pytester) -> None:
+    """The plugin's start-up and an oracle session's configuration (options, settings, the agent, the session
+    object) read the LLM option tables but never load the client or the agent, openai or urllib. (The Slurm
+    settings module loads: settings read its ini keys.)"""
+    # Only this plugin (other installed plugins import what they like: hypothesis loads urllib).
+    code = ("import os, pytest\nos.environ['PYTEST_DISABLE_PLUGIN_AUTOLOAD'] = '1'\n"
+            "pytest.main(['-q', '-p', 'pytest_speedrun.plugin', '-p', 'no:cacheprovider', '--speedrun-agent=oracle', "
+            "'--collect-only', "
+            "'--speedrun-suite=tiny', '-k', 'nothing-matches'])")
+    loaded = _modules_after(code)
+    assert "pytest_speedrun.pipeline.session" in loaded, "control: the session was made"
+    assert not {"pytest_speedrun.agents.llm.client", "pytest_speedrun.agents.llm.agent", "openai",
+                "urllib.request"} & loaded
+
+
+def test_this_interpreters_torch_version_is_read_in_process_and_agrees_with_a_subprocess(monkeypatch) -> None:
+    from pytest_speedrun.execution import runtime
+
+    calls, real_run = [], subprocess.run
+    monkeypatch.setattr(runtime.subprocess, "run", lambda *a, **k: calls.append(a) or real_run(*a, **k))
+    here = runtime.torch_version(sys.executable)
+    assert calls == []
+    other = real_run([sys.executable, "-c", runtime._TORCH_VERSION], capture_output=True, text=True,
+                           timeout=120).stdout.strip()
+    assert here == other

@@ -33,8 +33,6 @@ from pytest_speedrun.execution.runner import end_orphans, kill_session, process_
 from pytest_speedrun.execution.runner import run as runner_run
 from pytest_speedrun.execution.runtime import RuntimeChoice, RuntimeChooser, materialise
 from pytest_speedrun.execution.sandbox import probe as probe_sandbox
-from pytest_speedrun.execution.slurm import SlurmConfig, SlurmLauncher, check_visible_to_nodes
-from pytest_speedrun.execution.slurm_ledger import JobLedger
 from pytest_speedrun.judging.status import CURRENT, PASSED, SLURM
 from pytest_speedrun.pipeline.calibrate import Calibrator
 from pytest_speedrun.pipeline.item import (
@@ -91,7 +89,7 @@ class SpeedrunSession:
         # One pool per host: its cores, its GPUs and its timing slot (timed CPU runs take turns, resources.py).
         self.pool = LeasePool(machine_pool_dir(), gpus=list(info.gpus), cores=run_cores(),
                               timed_runs=settings.timed_runs, pin=fake_run_cores() is None)
-        self._slurm: SlurmLauncher | None = None
+        self._slurm = None  # a SlurmLauncher, made on first use (launcher())
         self.runtimes = RuntimeChooser.from_settings(settings)
 
     def launcher(self):
@@ -99,6 +97,9 @@ class SpeedrunSession:
         if self.settings.launcher != SLURM:
             return runner_run
         if self._slurm is None:
+            from pytest_speedrun.execution.slurm import SlurmConfig, SlurmLauncher
+            from pytest_speedrun.execution.slurm_ledger import JobLedger
+
             config = self.settings.slurm or SlurmConfig()
             if config.folder is None:
                 config = replace(config, folder=self.settings.results_dir / self.info.session_id / "slurm")
@@ -139,6 +140,8 @@ class SpeedrunSession:
         task = resolve_task(task, self.settings.cache_dir)
         choice = self.runtimes.choose(task)
         if self.settings.launcher == SLURM:
+            from pytest_speedrun.execution.slurm import check_visible_to_nodes
+
             check_visible_to_nodes(choice, self.settings)
         return materialise(task, choice, self.settings.cache_dir), choice
 
@@ -180,6 +183,8 @@ class SpeedrunSession:
 
     def _slurm_placement(self, gpus: int) -> dict[str, str]:
         """The kind of Slurm job runs go to (what decides their speed), for the calibration fingerprint."""
+        from pytest_speedrun.execution.slurm import SlurmConfig
+
         c = self.settings.slurm or SlurmConfig()
         return {"launcher": SLURM, "partition": c.partition or "", "qos": c.qos or "",
                 "gpus": str(c.gpus_per_node if c.gpus_per_node is not None else gpus),

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -97,6 +95,9 @@ def fetch_script(ref: ScriptRef, cache_dir: Path, base: str | None = None, timeo
 
 def _download(url: str, final: Path, sha256: str, timeout_s: float) -> None:
     """GET `url` into `final` through a resumable `.part` file, refusing content whose sha256 is not `sha256`."""
+    import urllib.error  # here, not at the top: ssl and http load only for a download, not for every item
+    import urllib.request
+
     final.parent.mkdir(parents=True, exist_ok=True)
     part = final.with_suffix(".part")
     offset = part.stat().st_size if part.exists() else 0

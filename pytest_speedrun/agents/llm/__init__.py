@@ -19,22 +19,31 @@ One module per job:
 - `agent`: `LLMAgent` and its factories (`make_llm_agent`, `llm_factories`).
 """
 
-from pytest_speedrun.agents.llm.agent import LLMAgent, llm_factories, make_llm_agent
-from pytest_speedrun.agents.llm.cache import ResponseCache
-from pytest_speedrun.agents.llm.client import LLMClient, Reply, Usage, make_openai_client
-from pytest_speedrun.agents.llm.settings import (
-    AGENT_KEYS,
-    CACHE_MODES,
-    CONVERTERS,
-    PRESETS,
-    SEARCH_KEYS,
-    ConfigSource,
-    LLMSettings,
-    Preset,
-    read_agent_tables,
-    resolve_settings,
-)
-from pytest_speedrun.agents.llm.transcript import Transcript, llm_replies
+from __future__ import annotations
+
+import importlib
+
+# Where each name lives. The names load on first use (PEP 562), so that reading the option tables at pytest's
+# start-up (options.py: PRESETS, AGENT_KEYS, SEARCH_KEYS) does not import the client, the agent and openai's
+# dependencies for a session that runs no LLM agent.
+_WHERE = {
+    "LLMAgent": "agent", "llm_factories": "agent", "make_llm_agent": "agent",
+    "ResponseCache": "cache",
+    "LLMClient": "client", "Reply": "client", "Usage": "client", "make_openai_client": "client",
+    "AGENT_KEYS": "settings", "CACHE_MODES": "settings", "CONVERTERS": "settings", "PRESETS": "settings",
+    "SEARCH_KEYS": "settings", "ConfigSource": "settings", "LLMSettings": "settings", "Preset": "settings",
+    "read_agent_tables": "settings", "resolve_settings": "settings",
+    "Transcript": "transcript", "llm_replies": "transcript",
+}
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "AGENT_KEYS",
