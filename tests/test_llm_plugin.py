@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fakes import within_band_or_flagged, write_suite
+from fakes import scored_from_times, write_suite
 from llm_stub import ChatServer, answer, blocks_between, current_work, error, prompt_script, set_work
 from pytest_speedrun.tasks.manifest import find_suite
 
@@ -56,7 +56,7 @@ def test_local_agent_runs_a_mini_task_end_to_end(run, pytester: pytest.Pytester,
                                  "LLM usage: 1 call(s), 1000 input + 500 output tokens, $0.0000 over 1 item(s)"])
     (record,) = records(pytester)
     assert (record["agent"], record["model"], record["scaffold"]) == ("local", "stub-model", "single")
-    assert within_band_or_flagged([record], 1.0, band=0.5) == [] and record["usage"]["calls"] == 1
+    assert scored_from_times([record]) == [] and record["usage"]["calls"] == 1
     assert "WORK_S = 0.33\n" in Path(record["artifact_dir"], "solution.py").read_text()
     (case,) = ET.parse(pytester.path / "r.xml").getroot().iter("testcase")
     props = {p.get("name"): p.get("value") for p in case.iter("property")}
@@ -90,7 +90,7 @@ def test_an_aide_search_scores_its_best_node_and_saves_the_tree(run, pytester: p
     tree = json.loads((art / "search.json").read_text())
     assert tree["best"] == 2 and [n["status"] for n in tree["nodes"]] == ["passed"] * 3
     assert record["log_path"] == str(art / "nodes" / "002" / "run.log")  # the node's run is the score
-    assert not (art / "run.log").exists() and within_band_or_flagged([record], 1.0, band=0.5) == []
+    assert not (art / "run.log").exists() and scored_from_times([record]) == []
 
 
 def test_resume_continues_an_interrupted_search_from_its_runs_and_answers(run, pytester: pytest.Pytester,
@@ -119,7 +119,7 @@ def test_resume_continues_an_interrupted_search_from_its_runs_and_answers(run, p
     assert reused[:2] == [str(art / "nodes" / "000"), str(art / "nodes" / "001")] and reused[2] is None
     assert [(n["status"], n["train_time_ms"]) for n in second["nodes"][:2]] == \
            [(n["status"], n["train_time_ms"]) for n in first["nodes"][:2]]  # the same runs, judged again
-    assert second["status"] == "passed" and within_band_or_flagged([second], 1.0, band=0.5) == []
+    assert second["status"] == "passed" and scored_from_times([second]) == []
 
 
 def test_5xx_until_the_retries_run_out_is_status_agent_error(run, pytester: pytest.Pytester,
@@ -243,6 +243,6 @@ def test_aide_on_tiny04_recovers_the_next_record(pytester: pytest.Pytester, cach
     assert [(n["parent"], n["note"], n["status"]) for n in record["nodes"]] == \
            [(None, "draft", "passed"), (0, "improve", "passed")]
     # a quiet machine's band, or the harness said the machine was too noisy and the interval still covers 1
-    assert within_band_or_flagged([record], 1.0, band=0.5) == [], record
+    assert scored_from_times([record]) == [], record
     solution = Path(record["artifact_dir"], "solution.py").read_text()
     assert "a, b, c = 3.4445, -4.7750, 2.0315" in solution and "batch_size: int = 16" in solution

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 import slurmcluster
 
-from fakes import within_band_or_flagged, write_suite
+from fakes import scored_from_times, write_suite
 from pytest_speedrun.execution.runner import RunSpec
 from pytest_speedrun.execution.slurm import _JobSlots, outcome_for_state, parse_extra
+from pytest_speedrun.tasks.manifest import find_suite, load_task
 
 pytest_plugins = ["pytester"]
 
@@ -89,7 +90,9 @@ def test_a_tiny_task_runs_end_to_end_as_slurm_jobs(pytester: pytest.Pytester, sl
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["item*slurm job", "tiny04[[]h0-s0[]]*passed*@*"])
     (record,) = [json.loads(ln) for ln in (pytester.path / ".speedrun" / "results.jsonl").read_text().splitlines()]
-    assert record["slurm_job_id"] and within_band_or_flagged([record], 1.0, band=0.6) == []
+    assert record["slurm_job_id"] and scored_from_times([record]) == []
+    target = load_task(find_suite("tiny") / "tiny04.toml").target.script.path.read_text()
+    assert Path(record["artifact_dir"], "solution.py").read_text() == target
     job = json.loads((Path(record["artifact_dir"]) / "run.slurm.json").read_text())
     assert job["state"] == "COMPLETED" and job["latency_s"] >= 0
 
