@@ -14,6 +14,7 @@ from llm_stub import ChatServer, FakeRuns, answer, current_work, make_context, p
 from pytest_speedrun.agents import Solution
 from pytest_speedrun.agents.llm import ConfigSource, make_llm_agent
 from pytest_speedrun.errors import AgentError
+from pytest_speedrun.judging.status import SUSPICIOUS
 
 BUG = "raise SystemExit(3)"
 
@@ -200,3 +201,55 @@ def test_single_runs_no_node_and_a_search_needs_the_node_runner(chat_server: Cha
                                                              "scaffold": "aide"}))
     with pytest.raises(AgentError, match="needs the harness's node runner"):
         agent.solve(make_context(tmp_path, name="no-runner"))
+
+
+class NoisyRuns(FakeRuns):
+    """FakeRuns on a noisy machine: every time is scaled by the next factor of `factors`, and a run listed in
+    `flagged` (by index) is judged `suspicious` with a reason, as a real run on a loaded machine can be."""
+
+    def __init__(self, factors: list[float], flagged: tuple[int, ...] = ()) -> None:
+        super().__init__()
+        self.factors, self.flagged = iter(factors), flagged
+
+    def __call__(self, script_text: str, parent: int | None = None, note: str = ""):
+        from dataclasses import replace
+
+        r = super().__call__(script_text, parent, note)
+        r = replace(r, train_time_ms=r.train_time_ms * next(self.factors))
+        if r.index in self.flagged:
+            r = replace(r, status=SUSPICIOUS, reasons=("the run waited 31% of its time for its cores",))
+        self.results[-1] = r
+        return r
+
+
+# (scaffold, the live session's runs, the replay's runs). flat: every step is a draft, whatever the runs said,
+# so even a verdict that changes is replayed. tree: the step after a run builds on the fastest valid node, so
+# a replay follows the live search while the same nodes stay valid; here the two equal drafts swap places.
+REPLAYS = {"flat": (NoisyRuns([1.0, 1.3, 1.0]), NoisyRuns([1.4, 1.0, 1.0], flagged=(0,))),
+           "tree": (NoisyRuns([1.0, 1.0, 1.3, 1.0]), NoisyRuns([1.0, 1.4, 1.0, 1.0]))}
+
+
+@pytest.mark.parametrize("scaffold", sorted(REPLAYS))
+def test_a_replay_finds_every_answer_though_the_runs_came_out_differently(chat_server: ChatServer, tmp_path: Path,
+                                                                          scaffold: str) -> None:
+    """The cache key holds what the answers decide (scripts, notes, ideas), never what the runs measured or
+    how they were judged: in the replay the times, the verdicts' words and which of two equal scripts was the
+    fastest differ, and every answer is still found (a CI run on a loaded machine missed one)."""
+    policy(chat_server, halve)
+    cache = tmp_path / "cache"
+    live_runs, replay_runs = REPLAYS[scaffold]
+    budget = 3 if scaffold == "flat" else 4
+
+    def session(name: str, runs: FakeRuns, mode: str) -> list[str]:
+        ctx = make_context(tmp_path, execute=runs, name=name)
+        cli = {"base_url": chat_server.url, "model": "m", "scaffold": scaffold, "budget": budget, "branch": 2,
+               "n0": 2, "llm_cache": mode, "llm_retries": 0}
+        agent = make_llm_agent("local", source=ConfigSource(cli=cli, cache_dir=cache))
+        return [agent.solve(ctx).script, *runs.scripts]
+
+    live = session("a", live_runs, "write")
+    asked = len(chat_server.chat_requests())
+    chat_server.responder = None  # the endpoint answers nothing now
+    replay = session("b", replay_runs, "read")
+    assert len(chat_server.chat_requests()) == asked == budget
+    assert replay == live

@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import re
 import string
 from dataclasses import asdict, dataclass, field
 from importlib import resources
@@ -146,7 +145,6 @@ class SearchNode:
         return r is not None and r.valid and r.fsr is not None and r.fsr > 0 and r.train_time_ms is not None
 
 
-_MEASURED = re.compile(r"\d+(\.\d+)?")  # figures in a verdict's reasons (losses, times), masked in cache keys
 
 
 def _seconds(ms: float) -> str:
@@ -246,8 +244,10 @@ class Search:
         current = base.script if base is not None else self.start
         system = {"role": "system", "content": self.prompts.render("system")}
         messages = [system, {"role": "user", "content": self._prompt(base, note, current)}]
-        # The cache key sees the prompt with the measured figures masked: they differ between runs of the same
-        # script, and a replay must still find its answers.
+        # The cache key sees the prompt with every run-derived part masked: the figures, the verdicts and which
+        # attempt was fastest differ between runs of the same scripts on a noisy machine (a run flagged disturbed
+        # in one session and not in the next), and a replay must still find its answers. What the key keeps is
+        # what the answers alone decide: the scripts, the notes, the ideas, the edit errors.
         key = [system, {"role": "user", "content": self._prompt(base, note, current, masked=True)}]
         before = self.client.usage.to_json()
         purpose = f"step {len(self.nodes) + 1}: {note}" + (f" of node {base.index}" if base is not None else "")
@@ -294,7 +294,8 @@ class Search:
                  else self.prompts.render("no_hints", target_val_loss=f"{task.target_val_loss:g}"))
         step = f"step {len(self.nodes) + 1} of at most {self.p.budget}" if self.p.scaffold != "single" else "one try"
         instruction = self.prompts.render(
-            note, step=step, script=script.rstrip("\n"), parent=base.index if base is not None else "",
+            note, step=step, script=script.rstrip("\n"),
+            parent="" if base is None else "*" if masked else base.index,
             parent_outcome=self._outcome(base, masked) if base is not None else "")
         return self.prompts.render(
             "task", target_val_loss=f"{task.target_val_loss:g}", start_record=task.start.record,
@@ -308,7 +309,7 @@ class Search:
         lines = []
         for node in self.nodes:
             origin = "from the start script" if node.parent is None else \
-                f"of attempt {self.nodes[node.parent].index}"
+                f"of attempt {'*' if masked else self.nodes[node.parent].index}"
             head = f"{node.note} {origin}"
             if node.result is None:
                 if node.error:
@@ -320,16 +321,18 @@ class Search:
 
     @staticmethod
     def _summary(r: NodeResult, masked: bool = False) -> str:
-        """One line on a node's run; `masked` hides the measured figures (for the cache key)."""
+        """One line on a node's run; `masked` (for the cache key) hides all of it: the figures and the verdict."""
+        if masked:
+            return "*"
         if r.valid and r.train_time_ms is not None:
             faster = "faster" if r.fsr is not None and r.fsr > 0 else "not faster"
-            loss, time = ("*", "*") if masked else (f"{r.val_loss:.4f}", _seconds(r.train_time_ms))
-            return f"valid, val_loss {loss}, train_time {time} ({faster} than the start script)"
+            return (f"valid, val_loss {r.val_loss:.4f}, train_time {_seconds(r.train_time_ms)} ({faster} than the "
+                    "start script)")
         text = r.status
         if r.reasons:
-            text += ": " + "; ".join(_MEASURED.sub("*", x) if masked else x for x in r.reasons)
+            text += ": " + "; ".join(r.reasons)
         if r.val_loss is not None:
-            text += f" (val_loss {'*' if masked else format(r.val_loss, '.4f')})"
+            text += f" (val_loss {r.val_loss:.4f})"
         return text
 
     def _outcome(self, node: SearchNode, masked: bool = False) -> str:
