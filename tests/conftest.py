@@ -16,6 +16,17 @@ from pytest_speedrun.tasks.manifest import load_task
 pytest_plugins = ["pytester"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def own_lease_pool(tmp_path_factory: pytest.TempPathFactory):
+    """The test run's sessions take their cores and the timing slot from a pool of their own (SPEEDRUN_LEASE_DIR),
+    not the host's: a tiny-suite session or a benchmark running beside the tests would otherwise hold the slot
+    while a test waits for its run to start (a CI run next to a developer's sessions failed four tests that way).
+    Within the test run the slot still holds: its sessions, subprocesses included, share this pool."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SPEEDRUN_LEASE_DIR", str(tmp_path_factory.mktemp("leases")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One cache (tiny corpus, calibration) for the whole test session: the corpus is generated once."""

@@ -405,3 +405,13 @@ def test_every_session_on_the_machine_leases_from_one_pool(tmp_path: Path, monke
     one.close()
     assert two.pool.try_acquire(0, 1) is not None
     two.close()
+
+
+def test_the_test_run_takes_its_leases_from_a_pool_of_its_own() -> None:
+    """conftest's own_lease_pool: no test waits behind a session that runs beside the test run on this host."""
+    import tempfile
+
+    from pytest_speedrun.execution.resources import machine_pool_dir
+
+    host = Path(tempfile.gettempdir()) / f"pytest-speedrun-leases-{os.getuid()}"
+    assert machine_pool_dir() != host and machine_pool_dir().is_dir()
