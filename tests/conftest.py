@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 import threading
 from pathlib import Path
 
 import pytest
 
-from fakes import write_suite
+from fakes import sigint_default, write_suite
 from pytest_speedrun.agents.base import AgentContext
 from pytest_speedrun.pipeline.item import prepare_workspace
 from pytest_speedrun.tasks.manifest import load_task
@@ -68,3 +69,21 @@ def ctx(tmp_path: Path) -> AgentContext:
     workspace, script, hints = prepare_workspace(task, (1,), art)
     return AgentContext(task=task, workspace=workspace, script_path=script, hints=hints, hint_levels=(1,), seed=4,
                         artifacts_dir=art, timeout_s=20)
+
+
+@pytest.fixture
+def spawn():
+    """Start a process a test will signal (a pytest to interrupt or kill): SIGINT at its default in it
+    (fakes.sigint_default), and killed at teardown if the test left it running, since a leftover pytest would
+    hold the timing slot and its runs and stall the tests after it."""
+    started: list[subprocess.Popen] = []
+
+    def _spawn(cmd: list[str], **kwargs) -> subprocess.Popen:
+        proc = subprocess.Popen(cmd, preexec_fn=sigint_default, **kwargs)
+        started.append(proc)
+        return proc
+    yield _spawn
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=30)

@@ -21,6 +21,9 @@ magic, version, ntok = struct.unpack("<3i", open(val[0], "rb").read(12))
 assert magic == 20240520 and version == 1
 assert int(os.environ["NANOGPT_VAL_TOKENS"]) > 0
 print("seed", os.environ.get("SPEEDRUN_SEED"), "threads", os.environ.get("OMP_NUM_THREADS"), flush=True)
+busy_until = time.process_time() + {pre_cpu_s}  # CPU work before the first step line (imports, data)
+while time.process_time() < busy_until:
+    pass
 train_ms = 0.0
 for step in range(N + 1):
     if step == 0 or step == N:
@@ -38,8 +41,9 @@ for step in range(N + 1):
 '''
 
 
-def fake_record(work_s: float, loss: float = 1.95, steps: int = 10) -> str:
-    return FAKE_RECORD.format(work_s=work_s, loss=loss, steps=steps)
+def fake_record(work_s: float, loss: float = 1.95, steps: int = 10, pre_cpu_s: float = 0.0) -> str:
+    """A fake record that sleeps `work_s` over its steps, after `pre_cpu_s` of CPU work before its first step."""
+    return FAKE_RECORD.format(work_s=work_s, loss=loss, steps=steps, pre_cpu_s=pre_cpu_s)
 
 
 def manifest(task_id: str, start: str, target: str, *, t_start: float = 1000, t_target: float = 500,
@@ -82,15 +86,17 @@ def manifest(task_id: str, start: str, target: str, *, t_start: float = 1000, t_
     return textwrap.dedent(text)
 
 
-def write_suite(root: Path, works: tuple[float, ...] = (0.6, 0.3, 0.15), loss: float = 1.95) -> Path:
-    """A suite 'mini' of len(works)-1 tasks mini01.. whose record k sleeps works[k-1] seconds."""
+def write_suite(root: Path, works: tuple[float, ...] = (0.6, 0.3, 0.15), loss: float = 1.95,
+                pre_cpu_s: float = 0.0) -> Path:
+    """A suite 'mini' of len(works)-1 tasks mini01.. whose record k sleeps works[k-1] seconds (after `pre_cpu_s`
+    of CPU work before its first step line)."""
     suite = root / "mini"
     (suite / "records").mkdir(parents=True, exist_ok=True)
     (suite / "hints").mkdir(exist_ok=True)
     for name, body in (("pseudo", "x = faster(x)"), ("desc", "Make it faster."), ("paper", "# Faster\nWe go fast.")):
         (suite / "hints" / f"{name}.md").write_text(body + "\n")
     for k, work in enumerate(works, start=1):
-        (suite / "records" / f"record_{k}.py").write_text(fake_record(work, loss))
+        (suite / "records" / f"record_{k}.py").write_text(fake_record(work, loss, pre_cpu_s=pre_cpu_s))
     for k in range(1, len(works)):
         (suite / f"mini{k:02d}.toml").write_text(
             manifest(f"mini{k:02d}", f"records/record_{k}.py", f"records/record_{k + 1}.py", records=(k, k + 1)))
@@ -118,3 +124,12 @@ def scored_from_times(records: list[dict]) -> list[str]:
         if abs(fsr - r["fsr"]) > 1e-9 or not r["fsr_low"] <= r["fsr"] <= r["fsr_high"]:
             bad.append(f"{r['task']}: FSR {r['fsr']} [{r['fsr_low']}, {r['fsr_high']}] is not {fsr} from its times")
     return bad
+
+
+def sigint_default() -> None:
+    """`preexec_fn` for a pytest started to be interrupted: SIGINT back to its default. A process started in the
+    background by a non-interactive shell (`cmd &`, as a CI script or `nohup` may run the test suite) inherits
+    SIGINT ignored, and Python then installs no KeyboardInterrupt handler: Ctrl-C would never reach pytest."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -36,9 +36,11 @@ def test_references_carry_the_start_records_cpu_and_pause_figures_and_older_entr
         tmp_path: Path, calibrator: Calibrator) -> None:
     import json
 
-    task = load_task(write_suite(tmp_path, works=(0.4, 0.2)) / "mini01.toml")
+    # 0.2 s of CPU before the first step line: well above the pump's reading resolution (a clock tick, and a
+    # figure at most CPU_EVERY_S old), which a record that starts in 60 ms is not (it once read 0.0 in CI).
+    task = load_task(write_suite(tmp_path, works=(0.4, 0.2), pre_cpu_s=0.2) / "mini01.toml")
     ref = calibrator.reference(task)
-    assert ref.start_pre_step_cpu_s is not None and 0 < ref.start_pre_step_cpu_s <= ref.start_pre_step_s + 0.05
+    assert ref.start_pre_step_cpu_s is not None and 0.1 < ref.start_pre_step_cpu_s <= ref.start_pre_step_s + 0.05
     assert ref.start_val_pause_s is not None and ref.start_val_pause_s >= 0
     for entry in (calibrator.cache_dir / "calibration").glob("*.json"):  # as written before these two figures
         data = json.loads(entry.read_text())

@@ -45,13 +45,12 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _start(tmp_path: Path, cache_dir: Path, *extra: str) -> tuple[subprocess.Popen, Path]:
+def _start(spawn, tmp_path: Path, cache_dir: Path, *extra: str) -> tuple[subprocess.Popen, Path]:
     record = tmp_path / "pids.txt"
     suite = _suite(tmp_path, record)
     cmd = [sys.executable, "-m", "pytest", f"--speedrun-suite={suite}", "--speedrun-agent=baseline",
            f"--speedrun-cache-dir={cache_dir}", f"--rootdir={tmp_path}", "-p", "no:cacheprovider", *extra]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    return proc, record
+    return spawn(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT), record
 
 
 def _wait_for_pids(record: Path, count: int, timeout: float = 60) -> list[int]:
@@ -77,8 +76,8 @@ def _assert_all_dead(pids: list[int], within_s: float = 10) -> None:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_a_signal_to_pytest_leaves_no_orphans(tmp_path: Path, cache_dir: Path, sig: int) -> None:
-    proc, record = _start(tmp_path, cache_dir)
+def test_a_signal_to_pytest_leaves_no_orphans(spawn, tmp_path: Path, cache_dir: Path, sig: int) -> None:
+    proc, record = _start(spawn, tmp_path, cache_dir)
     pids = _wait_for_pids(record, 1)
     proc.send_signal(sig)
     out, _ = proc.communicate(timeout=60)
@@ -87,8 +86,8 @@ def test_a_signal_to_pytest_leaves_no_orphans(tmp_path: Path, cache_dir: Path, s
 
 
 @pytest.mark.slow
-def test_a_crashed_xdist_worker_leaves_no_orphans(tmp_path: Path, cache_dir: Path) -> None:
-    proc, record = _start(tmp_path, cache_dir, "-n", "2", "--speedrun-timeout=8")
+def test_a_crashed_xdist_worker_leaves_no_orphans(spawn, tmp_path: Path, cache_dir: Path) -> None:
+    proc, record = _start(spawn, tmp_path, cache_dir, "-n", "2", "--speedrun-timeout=8")
     pids = _wait_for_pids(record, 1)
     # The run's python is a child of the pump, a child of the worker: kill that worker outright.
     pump = _parent(pids[0])
@@ -101,10 +100,10 @@ def test_a_crashed_xdist_worker_leaves_no_orphans(tmp_path: Path, cache_dir: Pat
 
 
 @pytest.mark.parametrize("nproc", [1, 2], ids=["python", "torchrun"])
-def test_a_run_dies_with_a_sigkilled_pytest(tmp_path: Path, cache_dir: Path, nproc: int) -> None:
+def test_a_run_dies_with_a_sigkilled_pytest(spawn, tmp_path: Path, cache_dir: Path, nproc: int) -> None:
     """SIGKILL gives pytest no chance to clean up: the pump between pytest and the run sees its parent die and
     ends the run (torchrun, its ranks and their children included)."""
-    proc, record = _start(tmp_path, cache_dir, f"--speedrun-nproc={nproc}")
+    proc, record = _start(spawn, tmp_path, cache_dir, f"--speedrun-nproc={nproc}")
     pids = _wait_for_pids(record, nproc)
     pump = pids[0]
     while _parent(pump) != proc.pid:  # the run's ancestor right below pytest
@@ -115,7 +114,7 @@ def test_a_run_dies_with_a_sigkilled_pytest(tmp_path: Path, cache_dir: Path, npr
 
 
 def test_a_new_session_ends_runs_of_a_dead_session_of_its_store_and_spares_live_ones(
-        tmp_path: Path, cache_dir: Path) -> None:
+        spawn, tmp_path: Path, cache_dir: Path) -> None:
     from pytest_speedrun.execution import runner
 
     store = runner.store_id(tmp_path / ".speedrun")
@@ -133,7 +132,7 @@ def test_a_new_session_ends_runs_of_a_dead_session_of_its_store_and_spares_live_
     job = left_running(dead_owner, "deadsession", SLURM_JOB_ID="42")  # a Slurm job: resume re-attaches to it
     try:
         time.sleep(0.5)
-        proc, _ = _start(tmp_path, cache_dir, "--speedrun-timeout=1", "-k", "hang01")
+        proc, _ = _start(spawn, tmp_path, cache_dir, "--speedrun-timeout=1", "-k", "hang01")
         out, _ = proc.communicate(timeout=120)
         assert orphan.wait(timeout=30) == -signal.SIGKILL
         assert live.poll() is None and job.poll() is None

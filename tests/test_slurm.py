@@ -46,10 +46,9 @@ def _manifest_times(suite: Path) -> Path:
     return suite
 
 
-def _start_pytest(pytester: pytest.Pytester, env: dict, *args: str) -> subprocess.Popen:
+def _start_pytest(spawn, pytester: pytest.Pytester, env: dict, *args: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "pytest", *args, "-p", "no:cacheprovider", f"--rootdir={pytester.path}"]
-    return subprocess.Popen(cmd, cwd=pytester.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    return spawn(cmd, cwd=pytester.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def _wait_running(env: dict, timeout_s: float = 60) -> str:
@@ -163,10 +162,11 @@ def test_an_item_timeout_cancels_its_job(pytester: pytest.Pytester, slurm_cluste
     assert _queue(slurm_cluster) == ""
 
 
-def test_interrupting_pytest_cancels_the_job(pytester: pytest.Pytester, slurm_cluster: dict, cache_dir: Path) -> None:
+def test_interrupting_pytest_cancels_the_job(spawn, pytester: pytest.Pytester, slurm_cluster: dict,
+                                             cache_dir: Path) -> None:
     suite = _manifest_times(write_suite(pytester.path / "suites"))
     hang = 'command:sed -i "1i import time; time.sleep(600)" "$SPEEDRUN_SCRIPT"'
-    proc = _start_pytest(pytester, slurm_cluster, f"--speedrun-suite={suite}", f"--speedrun-agent={hang}", "-k",
+    proc = _start_pytest(spawn, pytester, slurm_cluster, f"--speedrun-suite={suite}", f"--speedrun-agent={hang}", "-k",
                          "mini01", "--speedrun-launcher=slurm", f"--speedrun-cache-dir={cache_dir / 'slurm'}")
     _wait_running(slurm_cluster)
     proc.send_signal(signal.SIGINT)
@@ -177,11 +177,11 @@ def test_interrupting_pytest_cancels_the_job(pytester: pytest.Pytester, slurm_cl
     assert _queue(slurm_cluster) == ""
 
 
-def test_a_job_cancelled_outside_pytest_is_a_crash_naming_the_state(pytester: pytest.Pytester, slurm_cluster: dict,
-                                                                    cache_dir: Path) -> None:
+def test_a_job_cancelled_outside_pytest_is_a_crash_naming_the_state(spawn, pytester: pytest.Pytester,
+                                                                    slurm_cluster: dict, cache_dir: Path) -> None:
     suite = _manifest_times(write_suite(pytester.path / "suites"))
     hang = 'command:sed -i "1i import time; time.sleep(600)" "$SPEEDRUN_SCRIPT"'
-    proc = _start_pytest(pytester, slurm_cluster, f"--speedrun-suite={suite}", f"--speedrun-agent={hang}", "-k",
+    proc = _start_pytest(spawn, pytester, slurm_cluster, f"--speedrun-suite={suite}", f"--speedrun-agent={hang}", "-k",
                          "mini01", "--speedrun-launcher=slurm", f"--speedrun-cache-dir={cache_dir / 'slurm'}")
     job_id = _wait_running(slurm_cluster)
     subprocess.run(["scancel", job_id], env=slurm_cluster, check=True)  # an admin, a node failure, a preemption
@@ -191,18 +191,18 @@ def test_a_job_cancelled_outside_pytest_is_a_crash_naming_the_state(pytester: py
 
 
 def test_resume_reattaches_to_the_job_an_interrupted_session_left_running(
-        pytester: pytest.Pytester, slurm_cluster: dict, cache_dir: Path) -> None:
+        spawn, pytester: pytest.Pytester, slurm_cluster: dict, cache_dir: Path) -> None:
     suite = _manifest_times(write_suite(pytester.path / "suites", works=(12.0, 6.0)))
     args = (f"--speedrun-suite={suite}", "--speedrun-agent=baseline", "--speedrun-launcher=slurm",
             f"--speedrun-cache-dir={cache_dir / 'slurm'}")
-    first = _start_pytest(pytester, slurm_cluster, *args)
+    first = _start_pytest(spawn, pytester, slurm_cluster, *args)
     job_id = _wait_running(slurm_cluster)
     first.kill()  # SIGKILL: no cleanup at all, like a lost login node; the job keeps running
     first.communicate(timeout=30)
     assert _queue(slurm_cluster) == f"{job_id} R"
 
     # the same command and environment again, resuming (HOME, PATH, ... are part of the job's identity)
-    out, _ = _start_pytest(pytester, slurm_cluster, *args, "--speedrun-resume").communicate(timeout=120)
+    out, _ = _start_pytest(spawn, pytester, slurm_cluster, *args, "--speedrun-resume").communicate(timeout=120)
     pytest.LineMatcher(out.splitlines()).fnmatch_lines([f"mini01[[]h0-s0[]]*passed*{job_id}@* (re-attached)",
                                                         "*1 passed*"])
     records = [json.loads(ln) for ln in (pytester.path / ".speedrun" / "results.jsonl").read_text().splitlines()]
@@ -215,19 +215,19 @@ def test_resume_reattaches_to_the_job_an_interrupted_session_left_running(
     assert _queue(slurm_cluster) == "" and not list((pytester.path / ".speedrun" / "slurm-jobs").glob("*/*.json"))
 
 
-def test_resume_without_a_live_job_submits_afresh(pytester: pytest.Pytester, slurm_cluster: dict,
+def test_resume_without_a_live_job_submits_afresh(spawn, pytester: pytest.Pytester, slurm_cluster: dict,
                                                   cache_dir: Path) -> None:
     """An orphaned job that ended without a result (cancelled, failed, forgotten by Slurm) is not reported as
     this session's crash: the work is submitted afresh."""
     suite = _manifest_times(write_suite(pytester.path / "suites", works=(6.0, 3.0)))
     args = (f"--speedrun-suite={suite}", "--speedrun-agent=baseline", "--speedrun-launcher=slurm",
             f"--speedrun-cache-dir={cache_dir / 'slurm'}")
-    first = _start_pytest(pytester, slurm_cluster, *args)
+    first = _start_pytest(spawn, pytester, slurm_cluster, *args)
     job_id = _wait_running(slurm_cluster)
     first.kill()
     first.communicate(timeout=30)
     subprocess.run(["scancel", job_id], env=slurm_cluster, check=True)
-    out, _ = _start_pytest(pytester, slurm_cluster, *args, "--speedrun-resume").communicate(timeout=120)
+    out, _ = _start_pytest(spawn, pytester, slurm_cluster, *args, "--speedrun-resume").communicate(timeout=120)
     pytest.LineMatcher(out.splitlines()).fnmatch_lines(["*= 1 passed in *"])
     (record,) = [json.loads(ln) for ln in (pytester.path / ".speedrun" / "results.jsonl").read_text().splitlines()]
     assert record["slurm_job_id"] != job_id and record["slurm_reattached"] is False
