@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from fakes import FAKE_RECORD
 from pytest_speedrun.judging.nearcopy import near_copy_reasons
 from pytest_speedrun.judging.static_rules import static_reasons, target_text
 from pytest_speedrun.judging.valpath import val_path_reasons, val_paths
@@ -263,9 +264,14 @@ open(script, "w").write(text)
 '''
 
 
+# The fake record's line that prints the validation loss (the scaled attack's reason names it).
+_VAL_PRINT_LINE = next(i for i, ln in enumerate(FAKE_RECORD.splitlines(), 1) if "val_loss:{{loss" in ln)
+
+
 @pytest.mark.parametrize(("how", "status", "reason"), [
     ("copy", "suspicious", "train_gpt2.py is the target record's script up to comments"),
-    ("scale", "suspicious", "(val path): line 17: print(f\"step:{step}/{N} val_loss:{loss * 0.98:.4f}"),
+    ("scale", "suspicious",
+     f"(val path): line {_VAL_PRINT_LINE}: print(f\"step:{{step}}/{{N}} val_loss:{{loss * 0.98:.4f}}"),
     ("stop-early", "tampered", "the step lines do not agree on the number of steps: the final validation line"),
 ])
 def test_the_harness_judges_items_with_the_static_and_one_n_rules(how: str, status: str, reason: str, run, suite,
