@@ -104,6 +104,9 @@ def report(sessions: list[dict]) -> None:
                 sd = statistics.stdev(f) if len(f) > 1 else 0.0
                 print(f"  {task}  {len(f)}  {min(f):.3f} / {statistics.median(f):.3f} / {max(f):.3f}  {sd:.3f}  "
                       f"{statistics.fmean(halves):.3f}  {cover}/{len(rs)}  {band}/{len(f)}")
+    print()
+    for line in criteria(sessions):
+        print(line)
     agree = [r["train_time_ms"] / r["train_time_observed_ms"] - 1 for s in sessions for r in s["records"]
              if r.get("train_time_ms") and r.get("train_time_observed_ms")]
     if agree:
@@ -117,6 +120,45 @@ def report(sessions: list[dict]) -> None:
         for line in s["summary"]:
             if line.startswith(("references:", "runs queued")) or "too noisy" in line:
                 print(f"  [{s['label']}] {line}")
+
+
+Z95, Z99 = 1.959964, 2.575829
+
+
+def flagged(record: dict) -> bool:
+    """The harness said the machine was too noisy for a firm score: a disturbance named, or the note."""
+    return bool(record.get("disturbed") or record.get("note"))
+
+
+def interval99(record: dict) -> tuple[float, float]:
+    """The 99% interval: each side of the 95% interval widened by z99/z95 around the FSR (issue 20)."""
+    fsr, k = record["fsr"], Z99 / Z95
+    return fsr - (fsr - record["fsr_low"]) * k, fsr + (record["fsr_high"] - fsr) * k
+
+
+def criteria(sessions: list[dict]) -> list[str]:
+    """Issue 20's three criteria over every scored item, one line each with its verdict: (1) no unflagged item
+    whose 99% interval excludes the expected FSR; (2) per agent, the 95% interval contains it for >= 90% of the
+    items; (3) at most 25% of the items flagged in the sessions with nothing running beside them (not hog)."""
+    scored = [(s, r) for s in sessions for r in s["records"]
+              if r.get("fsr") is not None and r.get("fsr_low") is not None]
+    wrong = [f"{s['label']}/{r['task']} {r['fsr']:.2f}" for s, r in scored
+             if not flagged(r) and not interval99(r)[0] <= EXPECTED[s["agent"]] <= interval99(r)[1]]
+    named = ": " + ", ".join(wrong) if wrong else ""
+    out = [f"criterion 1, no unflagged item whose 99% interval excludes the expected FSR: "
+           f"{'met' if not wrong else 'NOT met'} ({len(wrong)} of {len(scored)}{named})"]
+    for agent, expected in EXPECTED.items():
+        mine = [r for s, r in scored if s["agent"] == agent]
+        if mine:
+            cover = sum(r["fsr_low"] <= expected <= r["fsr_high"] for r in mine) / len(mine)
+            out.append(f"criterion 2, {agent}: 95% intervals containing {expected:g}: {cover:.0%} of {len(mine)} "
+                       f"(>= 90%: {'met' if cover >= 0.9 else 'NOT met'})")
+    quiet = [r for s, r in scored if not s["label"].startswith("hog")]
+    if quiet:
+        share = sum(map(flagged, quiet)) / len(quiet)
+        out.append(f"criterion 3, flagged in sessions with nothing beside them: {share:.0%} of {len(quiet)} "
+                   f"(<= 25%: {'met' if share <= 0.25 else 'NOT met'})")
+    return out
 
 
 if __name__ == "__main__":
