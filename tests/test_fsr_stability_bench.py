@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "fsr_stability.py"
+from fakes import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def fs() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("fsr_stability_bench", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("fsr_stability")
 
 
 def _rec(task: str, fsr: float, low: float, high: float, **kw) -> dict:

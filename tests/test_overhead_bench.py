@@ -3,27 +3,16 @@ Nothing here times anything."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-OVERHEAD = Path(__file__).resolve().parent.parent / "benchmarks" / "overhead.py"
+from fakes import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def oh() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("overhead_bench", OVERHEAD)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        del sys.modules[spec.name]
-    return module
+    return load_benchmark("overhead")
 
 
 def test_paired_summary_takes_differences_per_pair_not_of_medians(oh: ModuleType) -> None:
