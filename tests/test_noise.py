@@ -113,6 +113,31 @@ def test_the_readme_precision_table_is_what_the_arithmetic_gives() -> None:
     assert "task20 | 20 → 21 | 42.7 | ±0.94 | none" in "\n".join(rows)
 
 
+def test_where_a_witness_stands_it_and_not_the_cpu_probe_says_whether_the_machine_moved() -> None:
+    """The probe 20% slow and 20% fast against the references' flags an item without a witness and widens its
+    interval; beside a witness that agrees (a run of its own or a reused calibration run) it is not consulted.
+    The run queue flags either way, and a witness that gave no time leaves the probe in charge."""
+    ref_probe, slow, fast = 0.015, {"probe_s": 0.018}, {"probe_s": 0.012}
+    runs = [(0.0, slow), (0.0, fast)]
+    spread = Spread(0.03, 4)
+    own = noise.Witness(ms=1010.0, reference_ms=1000.0, n_reference=3, record=1)
+    reused = noise.Witness(ms=1000.0, reference_ms=1000.0, n_reference=3, record=1, reused=True)
+    failed = noise.Witness(ms=1000.0, reference_ms=1000.0, n_reference=3, record=1, failed="crashed (exit 1)")
+    check = noise.witness_check(own, spread)
+    assert not check.moved
+
+    why, slowdown, faster = noise.judge_machine(runs, ref_probe, None, None)
+    assert "20% slower" in why and "the pump's CPU probe" in why
+    assert (slowdown, faster) == (pytest.approx(0.4), pytest.approx(0.4))
+    assert noise.judge_machine(runs, ref_probe, own, check) == ("", 0.0, 0.0)
+    assert noise.judge_machine(runs, ref_probe, reused, None) == ("", 0.0, 0.0)
+
+    queued = noise.judge_machine([(0.05, slow)], ref_probe, own, check)
+    assert "waited 5.0% of its time" in queued[0] and queued[1] == pytest.approx(0.05)
+    why, slowdown, _ = noise.judge_machine(runs, ref_probe, failed, None)
+    assert "the pump's CPU probe" in why and "gave no time: crashed (exit 1)" in why and slowdown > 0
+
+
 def test_a_machine_that_ran_slower_or_faster_than_for_its_references_is_said_so_and_widens_the_interval() -> None:
     ref_probe = 0.015
     assert noise.disturbance(0.0, {"probe_s": 0.0153}, ref_probe) == ""  # 2%: within the probe's own noise

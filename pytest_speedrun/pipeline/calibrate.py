@@ -392,4 +392,4 @@ class Calibrator:
         if not ex.verdict.passed or ex.metrics is None:
             why = f"{ex.verdict.status} ({'; '.join(ex.verdict.reasons)})"
             return Witness(ms=ref.t_start_ms, **base, failed=why)
-        return Witness(ms=ex.metrics.train_time_ms, probe_s=ex.cpu.get("probe_s"), **base)
+        return Witness(ms=ex.metrics.train_time_ms, **base)

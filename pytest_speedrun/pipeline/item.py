@@ -411,23 +411,16 @@ def _result(req: ItemRequest, base: dict, runs: list[Execution], checked: checks
     by_steps = steps_contract.applies(task)  # the record's reference figures are the records' steps
     observed = [ex.timeline.train_time_observed_ms for ex in done
                 if ex.timeline is not None and ex.timeline.train_time_observed_ms is not None]
-    probe = witness.probe_s if timed and witness.probe_s else ref.probe_s  # the witness ran beside the runs
-    reasons = [why for ex in done if (why := noise.disturbance(ex.contention, ex.cpu, probe))][:1]
     check = noise.witness_check(witness, ref.spread) if timed else None
-    if witness is not None and witness.failed:
-        reasons.append(f"the witness run of record {witness.record} gave no time: {witness.failed}")
-    elif witness is not None and check is not None and check.moved:
-        reasons.insert(0, noise.witness_reason(witness, check))
-    disturbed = "; ".join(reasons)
+    disturbed, slowdown, faster = noise.judge_machine([(ex.contention, ex.cpu) for ex in done], ref.probe_s,
+                                                      witness, check)
     interval, note = None, ""
     if exact is not None:  # steps: the machine's noise does not move the score
         disturbed = ""
     elif sc is not None and mean_time is not None:
-        slowdown = max(noise.slowdown_bound(ex.contention, ex.cpu, probe) for ex in done)
-        faster = max(0.0, -min(noise.drift(ex.cpu, probe) for ex in done))
         interval = noise.fsr_interval(sc.fsr, mean_time, len(times), scored.t_start_ms, ref.n_start,
-                                      scored.t_target_ms, ref.n_target, ref.spread, slowdown,
-                                      2 * faster if faster > noise.DRIFT_LIMIT else 0.0, witness_runs=int(timed))
+                                      scored.t_target_ms, ref.n_target, ref.spread, slowdown, faster,
+                                      witness_runs=int(timed))
         if check is not None and check.moved:  # cover the score against the references as measured too
             plain = (ref.t_start_ms - mean_time) / (ref.t_start_ms - ref.t_target_ms)
             other = noise.fsr_interval(plain, mean_time, len(times), ref.t_start_ms, ref.n_start, ref.t_target_ms,

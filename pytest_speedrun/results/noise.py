@@ -204,7 +204,6 @@ class Witness:
     reused: bool = False  # a calibration or control run of the start record, not a run of its own
     started_at: float | None = None  # wall-clock times of the witness run (None: not known)
     ended_at: float | None = None
-    probe_s: float | None = None  # the pump's CPU probe during the witness run
     log_path: str = ""
     failed: str = ""  # why the witness run gave no time ("" when it did)
 
@@ -289,6 +288,31 @@ def slowdown_bound(wait: float, cpu: dict[str, float], reference_probe_s: float 
     moved = max(0.0, drift(cpu, reference_probe_s))
     return wait + cpu.get("steal", 0.0) + (BUSY_SLOWDOWN * busy if busy > BUSY_LIMIT else 0.0) + \
         (2 * moved if moved > DRIFT_LIMIT else 0.0)
+
+
+def judge_machine(runs: list[tuple[float, dict[str, float]]], reference_probe_s: float | None,
+                  witness: Witness | None, check: ShiftCheck | None) -> tuple[str, float, float]:
+    """What the machine did to an item's scored runs: its `disturbed` reason ("" if none), how much slower and how
+    much faster than undisturbed the runs may have been (for `fsr_interval`). `runs`: each run's wait fraction and
+    pump accounting (see `disturbance`); `check`: the witness's agreement with its reference (None when no witness
+    ran of its own).
+
+    Where a witness stands (a run of its own, or a calibration run just before, see docs/timing.md, "Witness"),
+    it is the measure of the machine's speed, and the pump's CPU probe is not consulted: the witness is the start
+    record itself, timed next to the scored run, where the probe is a 90 ms loop that lives in L1 and whose
+    correlation with the runs' times was -0.09 to +0.36 (benchmarks/noise_sources.last.txt). Consulting it beside
+    a witness flagged 14 of 16 items that the witness had scored within their intervals (issue 20). Without a
+    witness the probe is all there is to see a move of the machine's speed since calibration, and it still flags.
+    The run queue, the hypervisor's steal and busy neighbours flag either way: they are this run's own."""
+    probe = None if witness is not None and not witness.failed else reference_probe_s
+    reasons = [why for wait, cpu in runs if (why := disturbance(wait, cpu, probe))][:1]
+    if witness is not None and witness.failed:
+        reasons.append(f"the witness run of record {witness.record} gave no time: {witness.failed}")
+    elif witness is not None and check is not None and check.moved:
+        reasons.insert(0, witness_reason(witness, check))
+    slowdown = max((slowdown_bound(wait, cpu, probe) for wait, cpu in runs), default=0.0)
+    faster = max(0.0, -min((drift(cpu, probe) for _, cpu in runs), default=0.0))
+    return "; ".join(reasons), slowdown, 2 * faster if faster > DRIFT_LIMIT else 0.0
 
 
 def advice(task: str, interval: Interval, fsr: float, x: float, a: float, b: float, spread: Spread) -> str:
