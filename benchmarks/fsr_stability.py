@@ -126,8 +126,11 @@ Z95, Z99 = 1.959964, 2.575829
 
 
 def flagged(record: dict) -> bool:
-    """The harness said the machine was too noisy for a firm score: a disturbance named, or the note."""
-    return bool(record.get("disturbed") or record.get("note"))
+    """The harness said the machine was too noisy for a firm score: a `disturbed` reason (the "too noisy for a
+    firm score" note comes with one). The other note an item can carry, the advice of an interval wider than
+    ±0.2 ("--speedrun-repeats=N ... would bring it under ±0.1"), is about the precision asked for, not a flag:
+    counting it made criterion 1 lenient (a confident miss with such a note passed) and criterion 3 strict."""
+    return bool(record.get("disturbed"))
 
 
 def interval99(record: dict) -> tuple[float, float]:

@@ -36,7 +36,19 @@ def test_an_unflagged_confident_miss_fails_criterion_1_and_a_flagged_one_does_no
 def test_coverage_per_agent_and_the_flagged_share_leave_the_hog_session_out(fs: ModuleType) -> None:
     ok = [_rec(f"tiny0{i}", 1.0, 0.9, 1.1) for i in range(1, 5)]
     sessions = [{"label": "cold0-oracle", "agent": "oracle", "records": ok[:3] + [_rec("tiny04", 1.3, 1.2, 1.4)]},
-                {"label": "hog-oracle", "agent": "oracle", "records": [dict(r, note="too noisy") for r in ok]}]
+                {"label": "hog-oracle", "agent": "oracle", "records": [dict(r, disturbed="busy") for r in ok]}]
     lines = fs.criteria(sessions)
     assert "criterion 2, oracle: 95% intervals containing 1: 88% of 8 (>= 90%: NOT met)" in lines
     assert lines[-1] == "criterion 3, flagged in sessions with nothing beside them: 0% of 4 (<= 25%: met)"
+
+
+def test_the_advice_note_of_a_wide_interval_is_not_a_flag(fs: ModuleType) -> None:
+    """Only a `disturbed` reason flags an item: an interval's precision advice neither excuses a confident miss
+    (criterion 1) nor counts as flagged (criterion 3)."""
+    advice = "tiny04[h0-s0]: FSR 0.51 ± 0.27 at 2.00% run-to-run CV; --speedrun-repeats=3 would bring it under ±0.1"
+    miss = _rec("tiny04", 0.51, 0.25, 0.78, note=advice)
+    sessions = [{"label": "cold0-baseline", "agent": "baseline", "records": [miss, _rec("tiny03", 0.0, -0.3, 0.3,
+                                                                                        note=advice)]}]
+    lines = fs.criteria(sessions)
+    assert "NOT met (1 of 2: cold0-baseline/tiny04 0.51)" in lines[0]
+    assert lines[-1] == "criterion 3, flagged in sessions with nothing beside them: 0% of 2 (<= 25%: met)"

@@ -24,8 +24,10 @@ def test_pooled_spread_is_the_relative_sd_around_each_scripts_own_mean() -> None
 def test_identical_logged_times_keep_the_spread_of_their_rounding() -> None:
     """Whole-millisecond times that agree exactly (a fake 152 ms script) have a spread of at least the rounding,
     never zero: an interval of ± 0.00 would claim a precision the log does not have."""
-    spread = noise.pooled_spread([[152.0, 152.0, 152.0]])
+    spread = noise.pooled_spread([[152.0] * (noise.MIN_DF + 1)])
     assert spread is not None and spread.cv == pytest.approx(math.sqrt(1 / 12) / 152.0, rel=1e-9)
+    few = noise.pooled_spread([[152.0, 152.0, 152.0]])
+    assert few is not None and few.measured_cv == pytest.approx(math.sqrt(1 / 12) / 152.0, rel=1e-9)
 
 
 def test_t_quantile_matches_tables() -> None:
@@ -149,3 +151,21 @@ def test_a_machine_that_ran_slower_or_faster_than_for_its_references_is_said_so_
     base = noise.fsr_interval(1.0, 18_000, 1, 30_000, 1, 18_000, 1, Spread(0.01, 9))
     down = noise.fsr_interval(1.0, 18_000, 1, 30_000, 1, 18_000, 1, Spread(0.01, 9), speedup=0.2)
     assert down.high == base.high and down.low == pytest.approx(base.low - 0.3)
+
+
+def test_a_spread_from_few_runs_never_claims_less_than_the_assumed_one() -> None:
+    """Three back-to-back runs that agreed within 0.5% (2 degrees of freedom) are not a measurement of a 0.5%
+    spread between runs minutes apart: under MIN_DF the spread is floored at ASSUMED_CV and says so. At MIN_DF or
+    with a larger estimate the measurement stands."""
+    close = [10_000.0, 10_046.0, 9_954.0]
+    few = noise.pooled_spread([close])
+    assert few is not None and few.df == 2 and few.cv == noise.ASSUMED_CV
+    assert few.measured_cv == pytest.approx(0.0046, abs=2e-4)
+    assert "1.00% run-to-run CV (measured, 2 degrees of freedom; 0.46% raised to the assumed 1.0%" in few.describe()
+    many = noise.pooled_spread([close] * 5)  # 10 degrees of freedom
+    assert many is not None and many.df == noise.MIN_DF and many.cv == pytest.approx(few.measured_cv, rel=1e-2)
+    assert many.measured_cv is None and "raised" not in many.describe()
+    wide = noise.pooled_spread([[10_000.0, 10_400.0, 9_600.0]])
+    assert wide is not None and wide.cv > noise.ASSUMED_CV and wide.measured_cv is None
+    base = noise.fsr_half_width(8_000, 1, 10_000, 1, 7_000, 1, Spread(few.measured_cv, 2))
+    assert noise.fsr_half_width(8_000, 1, 10_000, 1, 7_000, 1, few) > 2 * base
