@@ -57,3 +57,29 @@ def test_the_pump_starts_without_site(tmp_path: Path) -> None:
     done = subprocess.run(cmd, capture_output=True, timeout=60, start_new_session=True)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "run.log").read_text() == "hi\n"
+
+
+def test_without_probes_the_pump_takes_none_and_writes_no_probe_s(tmp_path: Path) -> None:
+    """A run whose probe no rule can consult (`item.probes_consulted`) skips the probes: its stats have no
+    probe_s, where a probed run's have one (the median of 3 + 3)."""
+    from pytest_speedrun.execution.runner import read_cpu_stats
+
+    for probes, log in ((True, tmp_path / "probed.log"), (False, tmp_path / "bare.log")):
+        cmd = pump_command([sys.executable, "-c", "print('hi')"], log, "m", 0, probes=probes)
+        assert ("--probes" in cmd) is not probes
+        done = subprocess.run(cmd, capture_output=True, timeout=60, start_new_session=True)
+        assert done.returncode == 0, done.stderr
+        assert ("probe_s" in read_cpu_stats(log)) is probes and read_cpu_stats(log)["wall_s"] > 0
+
+
+def test_only_runs_of_calibrated_time_tasks_are_probed() -> None:
+    from dataclasses import replace
+
+    from pytest_speedrun.judging.status import STEPS
+    from pytest_speedrun.pipeline.item import probes_consulted
+    from pytest_speedrun.tasks.manifest import find_suite, load_task
+
+    task = load_task(find_suite("tiny") / "tiny04.toml")
+    assert task.reference == "calibrate" and probes_consulted(task)
+    assert not probes_consulted(replace(task, reference="manifest"))
+    assert not probes_consulted(replace(task, metric=STEPS))

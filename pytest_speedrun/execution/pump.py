@@ -299,14 +299,16 @@ def probe_s() -> float:
     return time.perf_counter() - start
 
 
-def probe_on(cores: list[int]) -> list[float]:
-    """PROBES probes on `cores` (the lease is ours before the command starts and after it ends), then back."""
+def probe_on(cores: list[int], n: int = PROBES) -> list[float]:
+    """`n` probes on `cores` (the lease is ours before the command starts and after it ends), then back."""
+    if n <= 0:
+        return []
     if not cores or not hasattr(os, "sched_setaffinity"):
-        return [probe_s() for _ in range(PROBES)]
+        return [probe_s() for _ in range(n)]
     mine = os.sched_getaffinity(0)
     os.sched_setaffinity(0, cores)
     try:
-        return [probe_s() for _ in range(PROBES)]
+        return [probe_s() for _ in range(n)]
     finally:
         os.sched_setaffinity(0, mine)
 
@@ -380,6 +382,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--marker", default="", help="the run's SPEEDRUN_RUN_ID, to find processes that left the group")
     ap.add_argument("--cores", default="", help="CPU affinity of the command, e.g. 1,2")
     ap.add_argument("--max-memory", type=int, default=None)
+    ap.add_argument("--probes", type=int, default=PROBES,
+                    help="CPU probes before the run and as many after it (0: none, and no probe_s in the stats)")
     ap.add_argument("command", nargs=argparse.REMAINDER)
     args = ap.parse_args(argv)
     cmd = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -400,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
         if os.getppid() != args.parent:  # the parent is already gone: never start the command
             return 1
         threading.Thread(target=_watch_parent, args=(args.parent, args.marker, stop), daemon=True).start()
-    probes = probe_on(cores)  # the run's own cores, before the run starts and after it ends
+    probes = probe_on(cores, args.probes)  # the run's own cores, before the run starts and after it ends
     start = time.monotonic()
     cpus_before, children_before, own_before = cpu_times(), children_cpu_s(), time.process_time()
     try:
@@ -433,10 +437,12 @@ def main(argv: list[str] | None = None) -> int:
     run_cpu = max(totals["cpu_s"], children_cpu_s() - children_before)
     pump_cpu = time.process_time() - own_before if shares_cores else 0.0  # the pump's own share of those cores
     outside = max(0.0, outside_cpu_s(cpus_before, cpus_after, confined, run_cpu) - pump_cpu)
-    probes += probe_on(cores)
+    probes += probe_on(cores, args.probes)
     stats = {"wall_s": wall, **totals, "threads": len(acct.threads), "outside_s": outside,
              "run_cores": len(confined), "wait_s": disturbing_wait(totals["wait_work_s"], outside, len(confined)),
-             **machine_load(cpus_before, cpus_after, cores), "probe_s": sorted(probes)[len(probes) // 2]}
+             **machine_load(cpus_before, cpus_after, cores)}
+    if probes:
+        stats["probe_s"] = sorted(probes)[len(probes) // 2]
     tmp = args.stats.with_suffix(args.stats.suffix + ".tmp")
     tmp.write_text(json.dumps(stats, sort_keys=True) + "\n")
     os.replace(tmp, args.stats)

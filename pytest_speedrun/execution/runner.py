@@ -57,6 +57,7 @@ class RunSpec:
     max_memory_bytes: int | None = None  # RLIMIT_AS of the run's processes
     cpu_affinity: tuple[int, ...] = ()  # cores the run's processes may use (Linux)
     gpus: int = 0  # GPUs the run uses (leased here, or asked of Slurm)
+    probes: bool = True  # the pump's CPU probes before and after the run (see pipeline.item.probes_consulted)
     on_progress: Callable[[float], None] | None = field(default=None, compare=False)  # called with elapsed s
     progress_every_s: float = 1.0
 
@@ -243,9 +244,9 @@ def cpu_stats_path(log_path: Path) -> Path:
 
 
 def pump_command(cmd: list[str], log_path: Path, marker: str, parent: int, cores: tuple[int, ...] = (),
-                 max_memory_bytes: int | None = None) -> list[str]:
+                 max_memory_bytes: int | None = None, probes: bool = True) -> list[str]:
     """`cmd` under the pump (see pump.py), run by this interpreter: it needs only the standard library. The
-    pump ends the run when `parent` dies."""
+    pump ends the run when `parent` dies; `probes` False skips its CPU probes (no `probe_s` in the stats)."""
     for stale in (timeline_path(log_path), cpu_stats_path(log_path)):
         stale.unlink(missing_ok=True)
     # -S: no site-packages and no .pth files. The pump imports only the standard library, and site's work (about
@@ -257,6 +258,8 @@ def pump_command(cmd: list[str], log_path: Path, marker: str, parent: int, cores
         out += ["--cores", ",".join(map(str, cores))]
     if max_memory_bytes:
         out += ["--max-memory", str(max_memory_bytes)]
+    if not probes:
+        out += ["--probes", "0"]
     return [*out, "--", *cmd]
 
 
@@ -277,7 +280,8 @@ def run(spec: RunSpec) -> RunOutcome:
     marker = uuid.uuid4().hex
     env = dict(spec.env, **{RUN_MARKER: marker})
     spec.log_path.parent.mkdir(parents=True, exist_ok=True)
-    pumped = pump_command(cmd, spec.log_path, marker, os.getpid(), spec.cpu_affinity, spec.max_memory_bytes)
+    pumped = pump_command(cmd, spec.log_path, marker, os.getpid(), spec.cpu_affinity, spec.max_memory_bytes,
+                          spec.probes)
     with open(spec.log_path, "ab") as log:  # the pump's own errors, if any, land in the run's log too
         start = time.perf_counter()
         try:

@@ -32,7 +32,7 @@ from pytest_speedrun.files import write_atomic
 from pytest_speedrun.judging import checks, integrity, metrics, steps_contract, timeline
 from pytest_speedrun.judging.integrity import Verdict
 from pytest_speedrun.judging.static_rules import target_text
-from pytest_speedrun.judging.status import AGENT_ERROR, INVALID
+from pytest_speedrun.judging.status import AGENT_ERROR, INVALID, STEPS
 from pytest_speedrun.pipeline import replay
 from pytest_speedrun.pipeline.replay import RunMemo, save_outcome
 from pytest_speedrun.pipeline.workspace import copy_companions, copy_python_files
@@ -97,6 +97,15 @@ def _progress_reporter(progress: Callable[[str], None] | None, log_path: Path) -
     return lambda elapsed: progress(metrics.progress_line(log_path, elapsed))
 
 
+def probes_consulted(task: Task) -> bool:
+    """Can the pump's CPU probe of a run of `task` ever be consulted? Only against calibrated references of a
+    time-scored task (`noise.judge_machine`: a scored run's probe against the references' when its witness gave
+    no time; a calibration or control run's probe becomes the references'). A task scored against the manifest's
+    times or by steps has no reference probe, so its runs skip the probes: about 90 ms of CPU and of the item's
+    wall time per run (issue 23)."""
+    return task.reference == "calibrate" and task.metric != STEPS
+
+
 def execute_script(script: Path, task: Task, settings: RunSettings, seed: int, log_path: Path) -> Execution:
     """Run `script` (in its own directory) under the env contract and judge the result."""
     timeout = settings.timeout_s or task.launch.timeout_s
@@ -118,7 +127,8 @@ def execute_script(script: Path, task: Task, settings: RunSettings, seed: int, l
                                   masked=task_answer_holders(task))),
                               max_memory_bytes=settings.max_memory_bytes, cpu_affinity=lease.cores,
                               gpus=len(lease.gpus) if settings.gpus is None else settings.gpus,
-                              on_progress=_progress_reporter(settings.progress, log_path))
+                              on_progress=_progress_reporter(settings.progress, log_path),
+                              probes=probes_consulted(task))
         started_at = time.time()
         outcome = settings.launch(spec)
         ended_at = time.time()
