@@ -218,15 +218,22 @@ def test_resume_reattaches_to_the_job_an_interrupted_session_left_running(
 def test_resume_without_a_live_job_submits_afresh(spawn, pytester: pytest.Pytester, slurm_cluster: dict,
                                                   cache_dir: Path) -> None:
     """An orphaned job that ended without a result (cancelled, failed, forgotten by Slurm) is not reported as
-    this session's crash: the work is submitted afresh."""
+    this session's crash: the work is submitted afresh. The first job's run waits while a hold file exists, so it
+    cannot finish (and leave a result to adopt) before it is cancelled, however slowly the machine runs."""
     suite = _manifest_times(write_suite(pytester.path / "suites", works=(6.0, 3.0)))
+    hold = pytester.path / "hold"
+    hold.touch()
+    start = suite / "records" / "record_1.py"
+    start.write_text(f"import os, time\nwhile os.path.exists({str(hold)!r}):\n    time.sleep(0.2)\n"
+                     + start.read_text())
     args = (f"--speedrun-suite={suite}", "--speedrun-agent=baseline", "--speedrun-launcher=slurm",
-            f"--speedrun-cache-dir={cache_dir / 'slurm'}")
+            f"--speedrun-cache-dir={cache_dir / 'slurm'}", "--speedrun-sandbox=none")
     first = _start_pytest(spawn, pytester, slurm_cluster, *args)
     job_id = _wait_running(slurm_cluster)
     first.kill()
     first.communicate(timeout=30)
     subprocess.run(["scancel", job_id], env=slurm_cluster, check=True)
+    hold.unlink()
     out, _ = _start_pytest(spawn, pytester, slurm_cluster, *args, "--speedrun-resume").communicate(timeout=120)
     pytest.LineMatcher(out.splitlines()).fnmatch_lines(["*= 1 passed in *"])
     (record,) = [json.loads(ln) for ln in (pytester.path / ".speedrun" / "results.jsonl").read_text().splitlines()]
